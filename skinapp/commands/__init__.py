@@ -1,0 +1,1 @@
+"""Sub-command registration, one module per area (each owns its parsers and handlers)."""

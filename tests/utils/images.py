@@ -1,0 +1,56 @@
+"""Factories for test images (encoded bytes), built with Pillow and NumPy only."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+
+def encode(img: Image.Image, fmt: str = "JPEG", **kwargs: object) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kwargs)
+    return buf.getvalue()
+
+
+def skin_image(size: tuple[int, int] = (320, 240), seed: int = 0) -> Image.Image:
+    """Plain skin-tone background with mild noise."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    base = np.array([224, 172, 140], dtype=np.float32)
+    arr = base + rng.normal(0, 6, size=(h, w, 3))
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
+
+
+def lesion_image(
+    size: tuple[int, int] = (320, 240), seed: int = 0, color: tuple[int, int, int] = (90, 50, 35)
+) -> Image.Image:
+    """A skin background with one dark elliptic lesion in the middle."""
+    img = skin_image(size, seed)
+    draw = ImageDraw.Draw(img)
+    w, h = size
+    draw.ellipse((w * 0.35, h * 0.3, w * 0.65, h * 0.7), fill=color)
+    return img
+
+
+def lesion_jpeg(size: tuple[int, int] = (320, 240), seed: int = 0) -> bytes:
+    return encode(lesion_image(size, seed))
+
+
+def skin_jpeg(size: tuple[int, int] = (320, 240), seed: int = 0) -> bytes:
+    return encode(skin_image(size, seed))
+
+
+def png_bytes(size: tuple[int, int] = (64, 64), mode: str = "RGB") -> bytes:
+    return encode(Image.new(mode, size, 128 if mode in {"L", "I;16"} else (120, 80, 60)), "PNG")
+
+
+def bomb_png(side: int = 20000) -> bytes:
+    """A small file that claims a huge canvas (a decompression bomb)."""
+    return encode(Image.new("1", (side, side)), "PNG", optimize=True)
+
+
+def truncated_jpeg() -> bytes:
+    data = lesion_jpeg()
+    return data[: len(data) // 3]
