@@ -184,6 +184,10 @@ class Client:
     def stats(self) -> dict[str, Any]:
         return self._json("GET", "/jobs/stats")
 
+    def workers(self) -> dict[str, Any]:
+        """`{workers: [{name, queues, active, device: {kind, name, memory_total_mb, memory_used_mb}}]}`."""
+        return self._json("GET", "/jobs/workers")
+
     def events(self, *, read_timeout: float | None = None) -> Iterator[dict[str, Any]]:
         """Server-sent events of status/progress for this token's jobs, as dicts.
 
