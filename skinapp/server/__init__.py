@@ -1,0 +1,3 @@
+"""The FastAPI service: the /jobs API, its sync twins, tokens. Never imports torch."""
+
+from __future__ import annotations

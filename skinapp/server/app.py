@@ -1,0 +1,57 @@
+"""`create_app(settings)`: the FastAPI app object (uvicorn gets the object, not a string).
+
+The lifespan connects to the server, makes the admin token if none exists, and starts the
+worker monitor; the app itself only includes routers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+from fastapi import FastAPI
+
+from skinapp import __version__
+from skinapp.config import Settings
+from skinapp.server import errors
+from skinapp.server.routes import events, jobs, sync
+from skinapp.server.state import ServerState
+
+logger = logging.getLogger(__name__)
+
+ADMIN_TOKEN_FILE = "admin-token"
+
+
+def _start(state: ServerState) -> None:
+    """Blocking start-up work, run in a thread: admin token, first health snapshot."""
+    path = state.settings.resolved_data_dir / ADMIN_TOKEN_FILE
+    state.tokens.ensure_admin(path)
+    state.monitor.snapshot = state.monitor.refresh()
+    state.monitor.start()
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = ServerState.build(settings)
+        await anyio.to_thread.run_sync(_start, state)
+        app.state.skinapp = state
+        logger.info("API ready")
+        try:
+            yield
+        finally:
+            await state.close()
+
+    app = FastAPI(
+        title="skinapp",
+        version=__version__,
+        lifespan=lifespan,
+        description="Skin-image analysis jobs: submit, follow, cancel, fetch results.",
+    )
+    errors.install(app)
+    app.include_router(jobs.router)
+    app.include_router(events.router)
+    app.include_router(sync.router)
+    return app

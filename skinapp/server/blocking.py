@@ -1,0 +1,41 @@
+"""Run a blocking broker call off the event loop, with a deadline (Flower's habit).
+
+A lost server becomes `BrokerUnavailable` (503) instead of a hung request.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import anyio
+import kombu.exceptions
+
+from skinapp.errors import BrokerUnavailable
+from skinapp.tasks.store import broker_errors
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+DEFAULT_TIMEOUT = 10.0
+
+
+def _guarded(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    with broker_errors():
+        try:
+            return fn(*args, **kwargs)
+        except kombu.exceptions.OperationalError as exc:
+            raise BrokerUnavailable(f"Redis is not running! ({exc})") from exc
+
+
+async def run(
+    fn: Callable[..., T], *args: Any, timeout: float = DEFAULT_TIMEOUT, **kwargs: Any
+) -> T:
+    """`fn(*args, **kwargs)` in a worker thread; BrokerUnavailable after `timeout` seconds."""
+    call = functools.partial(_guarded, fn, *args, **kwargs)
+    with anyio.move_on_after(timeout) as scope:
+        return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
+    assert scope.cancelled_caught
+    raise BrokerUnavailable(f"the Redis server did not answer within {timeout:g} s")

@@ -1,0 +1,138 @@
+"""A background view of the broker and the workers, so `/jobs/health` answers at once.
+
+A thread refreshes a snapshot about once a second: PING, queue depths, and Celery's
+`inspect().active_queues()` / `active()` with short timeouts (the reply wait is cut short
+once every worker with a heartbeat has answered). Nothing here runs on the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from celery import Celery
+
+from skinapp.config import QUEUES
+from skinapp.tasks import keys
+
+logger = logging.getLogger(__name__)
+
+REFRESH_EVERY = 1.0
+INSPECT_TIMEOUT = 1.0
+PRIORITY_SEP = "\x06\x16"
+PRIORITY_STEPS = (3, 6, 9)  # kombu's sub-queues besides the plain key (priority 0)
+
+
+@dataclass
+class WorkerView:
+    name: str
+    queues: list[str]
+    active: int
+
+
+@dataclass
+class Snapshot:
+    redis_connected: bool = False
+    queues: dict[str, int] = field(default_factory=lambda: dict.fromkeys(QUEUES, 0))
+    workers: list[WorkerView] = field(default_factory=list)
+    error: str | None = None
+    taken_at: float = 0.0
+
+
+def queue_depths(client: redis.Redis) -> dict[str, int]:
+    pipe = client.pipeline(transaction=False)
+    for queue in QUEUES:
+        pipe.llen(queue)
+        for step in PRIORITY_STEPS:
+            pipe.llen(f"{queue}{PRIORITY_SEP}{step}")
+    sizes = pipe.execute()
+    per = 1 + len(PRIORITY_STEPS)
+    return {q: int(sum(sizes[i * per : (i + 1) * per])) for i, q in enumerate(QUEUES)}
+
+
+def inspect_workers(app: Celery, expected: int) -> list[WorkerView]:
+    timeout = INSPECT_TIMEOUT if expected else INSPECT_TIMEOUT / 2
+    with app.connection_for_write() as conn:
+        inspector = app.control.inspect(timeout=timeout, connection=conn, limit=expected or None)
+        queues = inspector.active_queues() or {}
+        active = inspector.active() or {}
+    return [
+        WorkerView(name, sorted(q["name"] for q in qs), len(active.get(name) or []))
+        for name, qs in sorted(queues.items())
+    ]
+
+
+class WorkerMonitor:
+    """Owns the refresh thread; `snapshot` is always the latest complete view."""
+
+    def __init__(self, app: Celery, client: redis.Redis, every: float = REFRESH_EVERY) -> None:
+        self._app = app
+        self._redis = client
+        self._every = every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="worker-monitor", daemon=True)
+        self.snapshot = Snapshot()
+        self.fresh = threading.Event()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=INSPECT_TIMEOUT * 3)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            self.snapshot = self.refresh()
+            self.fresh.set()
+            self._stop.wait(max(0.0, self._every - (time.monotonic() - started)))
+
+    def _heartbeats(self) -> int:
+        return sum(1 for _ in self._redis.scan_iter(keys.heartbeat("*"), count=100))
+
+    def refresh(self) -> Snapshot:
+        try:
+            self._redis.ping()
+            depths = queue_depths(self._redis)
+            expected = self._heartbeats()
+        except redis.RedisError as exc:
+            return Snapshot(error=f"Redis is not running! ({exc})", taken_at=time.time())
+        try:
+            workers = inspect_workers(self._app, expected)
+        except Exception as exc:  # a broker hiccup mid-inspect: report no workers this round
+            logger.warning("inspecting workers failed: %s", exc)
+            workers = []
+        return Snapshot(True, depths, workers, None, time.time())
+
+    def health(self) -> dict[str, Any]:
+        """The seed's health body, exactly its keys."""
+        snap = self.snapshot
+        body: dict[str, Any] = {
+            "redis_connected": snap.redis_connected,
+            "workers_available": len(snap.workers),
+            "workers": [w.name for w in snap.workers],
+            "queues": dict(snap.queues),
+            "status": "healthy",
+        }
+        warning = _warning(snap)
+        if warning:
+            body["status"] = "unhealthy" if not snap.redis_connected else "degraded"
+            body["warning"] = warning
+        return body
+
+
+def _warning(snap: Snapshot) -> str | None:
+    if not snap.redis_connected:
+        return snap.error or "Redis is not running!"
+    if not snap.workers:
+        return "No workers available"
+    served = {q for w in snap.workers for q in w.queues}
+    idle = [q for q in QUEUES if q not in served]
+    if idle:
+        return f"No worker consumes the {', '.join(idle)} queue" + ("s" if len(idle) > 1 else "")
+    return None

@@ -1,0 +1,68 @@
+"""The seed's synchronous twins (`POST /full_classify/` ...): the same job, waited for.
+
+They enqueue exactly what `/jobs/submit/...` does and return the stored result, so the two
+paths give identical results by construction.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from skinapp import errors
+from skinapp.config import ANALYSES
+from skinapp.server import service
+from skinapp.server.deps import StateDep, TokenDep
+from skinapp.server.forms import UPLOAD_DOC, FormDep
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(tags=["sync"])
+QUEUE_WAIT = 120  # seconds a sync call may wait for a free worker on top of the hard limit
+
+_BY_CODE: dict[str, type[errors.SkinappError]] = {
+    getattr(errors, name).code: getattr(errors, name)
+    for name in errors.__all__
+    if name not in {"SkinappError"} and getattr(errors, name).http_status < 500
+}
+
+
+def raise_failure(rec: dict[str, Any]) -> None:
+    """Re-raise a failed job's error with the status code it would have had in-process."""
+    message = rec.get("error") or "the analysis failed"
+    cls = _BY_CODE.get(rec.get("error_code") or "")
+    if rec.get("state") == "REVOKED":
+        cls = errors.JobCancelled
+    err = (cls or errors.SkinappError)(message)
+    if cls is None:
+        err.code = rec.get("error_code") or "analysis_failed"  # type: ignore[misc]
+    raise err
+
+
+def _make_route(analysis: str) -> Any:
+    async def run_sync(token: TokenDep, state: StateDep, form: FormDep) -> Any:
+        rec = await service.submit(state, token, analysis, form)
+        timeout = state.settings.celery_task_time_limit + QUEUE_WAIT
+        rec = await service.wait_for_end(state, rec, timeout)
+        if rec.get("state") == "SUCCESS":
+            return rec.get("result")
+        if rec.get("state") in ("FAILURE", "REVOKED"):
+            raise_failure(rec)
+        return JSONResponse(service.job_public(rec), status_code=202)
+
+    run_sync.__name__ = "create_" + analysis.replace("-", "_")
+    run_sync.__doc__ = f"Run {analysis} and wait: the same result as the queued job's."
+    return run_sync
+
+
+for _analysis in ANALYSES:
+    router.add_api_route(
+        "/" + _analysis.replace("-", "_") + "/",
+        _make_route(_analysis),
+        methods=["POST"],
+        openapi_extra=UPLOAD_DOC,
+        response_model=None,
+    )

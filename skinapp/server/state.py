@@ -1,0 +1,53 @@
+"""Everything the API process holds for its lifetime, built once in the lifespan."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import redis
+import redis.asyncio as aioredis
+from celery import Celery
+
+from skinapp.config import Settings
+from skinapp.server.monitor import WorkerMonitor
+from skinapp.server.tokens import TokenStore
+from skinapp.tasks import BlobStore, JobIndex, configure
+from skinapp.tasks.celery_app import broker_url
+from skinapp.tasks.store import redis_client
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ServerState:
+    settings: Settings
+    celery: Celery
+    redis: redis.Redis
+    aredis: aioredis.Redis
+    index: JobIndex
+    blobs: BlobStore
+    tokens: TokenStore
+    monitor: WorkerMonitor
+
+    @classmethod
+    def build(cls, settings: Settings) -> ServerState:
+        url = broker_url(settings)
+        client = redis_client(url, timeout=5.0)
+        ttl = settings.result_ttl_seconds
+        app = configure(settings)
+        return cls(
+            settings=settings,
+            celery=app,
+            redis=client,
+            aredis=aioredis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=2.0),
+            index=JobIndex(client, ttl),
+            blobs=BlobStore(redis_client(url, decode=False, timeout=30.0), ttl),
+            tokens=TokenStore(client),
+            monitor=WorkerMonitor(app, redis_client(url, timeout=2.0)),
+        )
+
+    async def close(self) -> None:
+        self.monitor.stop()
+        await self.aredis.aclose()
+        self.redis.close()

@@ -1,0 +1,122 @@
+"""Read a multipart upload as it streams in, refusing it the moment it breaks a limit.
+
+Starlette's own form parser spools a whole file before the endpoint sees it; here the size
+limit (413) is checked on every chunk, so a 2 GB upload is cut off after 25 MB. Fields are
+small and validated later (`skinapp.server.validation`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from skinapp.errors import InvalidRequest, PayloadTooLarge
+
+logger = logging.getLogger(__name__)
+
+MAX_FIELD_BYTES = 64 * 1024
+MAX_FIELDS = 64
+
+
+@dataclass
+class UploadedFile:
+    field: str
+    filename: str
+    data: bytes
+
+
+@dataclass
+class Limits:
+    file_bytes: int
+    max_files: int
+
+
+@dataclass
+class ParsedForm:
+    files: list[UploadedFile] = field(default_factory=list)
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+class _Collector:
+    """python-multipart callbacks that build a ParsedForm and enforce the limits."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.form = ParsedForm()
+        self._header_name = b""
+        self._headers: dict[bytes, bytes] = {}
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._fields = 0
+
+    def callbacks(self) -> dict[str, object]:
+        return {
+            "on_part_begin": self._part_begin,
+            "on_part_data": self._part_data,
+            "on_part_end": self._part_end,
+            "on_header_field": self._header_field,
+            "on_header_value": self._header_value,
+        }
+
+    def _part_begin(self) -> None:
+        self._headers, self._chunks, self._size, self._header_name = {}, [], 0, b""
+
+    def _header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header_name = data[start:end].lower()
+
+    def _header_value(self, data: bytes, start: int, end: int) -> None:
+        self._headers[self._header_name] = (
+            self._headers.get(self._header_name, b"") + data[start:end]
+        )
+
+    def _disposition(self) -> tuple[str, str | None]:
+        _, params = parse_options_header(self._headers.get(b"content-disposition", b""))
+        name = params.get(b"name", b"").decode("utf-8", "replace")
+        filename = params.get(b"filename")
+        return name, None if filename is None else filename.decode("utf-8", "replace")
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        self._size += end - start
+        _, filename = self._disposition()
+        if filename is not None and self._size > self.limits.file_bytes:
+            mb = self.limits.file_bytes / 2**20
+            raise PayloadTooLarge(f"file {filename!r} is larger than the {mb:g} MB limit")
+        if filename is None and self._size > MAX_FIELD_BYTES:
+            raise PayloadTooLarge("a form field is larger than 64 KB")
+        self._chunks.append(data[start:end])
+
+    def _part_end(self) -> None:
+        name, filename = self._disposition()
+        body = b"".join(self._chunks)
+        if filename is None:
+            self._fields += 1
+            if self._fields > MAX_FIELDS:
+                raise InvalidRequest("too many form fields")
+            self.form.fields[name] = body.decode("utf-8", "replace")
+            return
+        self.form.files.append(UploadedFile(name, filename, body))
+        if len(self.form.files) > self.limits.max_files:
+            raise PayloadTooLarge(f"too many files: at most {self.limits.max_files} per request")
+
+
+def boundary_of(content_type: str) -> bytes:
+    kind, params = parse_options_header(content_type)
+    boundary = params.get(b"boundary")
+    if kind != b"multipart/form-data" or not boundary:
+        raise InvalidRequest("send the image as multipart/form-data (a `file` or `files` field)")
+    return boundary
+
+
+async def read_multipart(
+    content_type: str, stream: AsyncIterator[bytes], limits: Limits
+) -> ParsedForm:
+    """Parse the request body chunk by chunk; raises PayloadTooLarge as soon as a limit breaks."""
+    collector = _Collector(limits)
+    parser = MultipartParser(boundary_of(content_type), collector.callbacks())  # type: ignore[arg-type]
+    async for chunk in stream:
+        parser.write(chunk)
+    parser.finalize()
+    return collector.form

@@ -1,0 +1,45 @@
+"""Names of every key skinapp keeps in the Redis-compatible server (all under `skinapp:`).
+
+Celery's own keys (the queue lists, `unacked`, `celery-task-meta-*`) keep kombu's names so
+Flower and `celery inspect` work unchanged.
+"""
+
+from __future__ import annotations
+
+PREFIX = "skinapp:"
+EVENTS_CHANNEL = PREFIX + "events"
+JOBS_INDEX = PREFIX + "jobs"
+RESTORE_LOCK = PREFIX + "lock:restore"
+TOKENS_INDEX = PREFIX + "tokens"
+
+
+def blob(sha256: str) -> str:
+    return f"{PREFIX}blob:{sha256}"
+
+
+def job(job_id: str) -> str:
+    return f"{PREFIX}job:{job_id}"
+
+
+def owner_index(owner: str) -> str:
+    return f"{PREFIX}jobs:owner:{owner}"
+
+
+def done_channel(job_id: str) -> str:
+    return f"{PREFIX}done:{job_id}"
+
+
+def lease(job_id: str) -> str:
+    return f"{PREFIX}lease:{job_id}"
+
+
+def heartbeat(hostname: str) -> str:
+    return f"{PREFIX}heartbeat:{hostname}"
+
+
+def worker_info(hostname: str) -> str:
+    return f"{PREFIX}worker:{hostname}"
+
+
+def token(token_hash: str) -> str:
+    return f"{PREFIX}token:{token_hash}"

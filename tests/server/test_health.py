@@ -1,0 +1,76 @@
+"""`/jobs/health` across the states of the seed: degraded without workers (or without a
+consumer for a queue), healthy, unhealthy when the server is down, and back again.
+
+It runs its own small stack (valkey-server, the API, workers started one by one) so it can
+stop parts without disturbing the session stack.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.tasks.helpers import MiniStack
+
+pytestmark = [pytest.mark.stack, pytest.mark.slow]
+
+SEED_KEYS = {"redis_connected", "workers_available", "workers", "queues", "status"}
+
+
+@pytest.fixture
+def mini(tmp_path: Path) -> Iterator[MiniStack]:
+    stack = MiniStack(tmp_path)
+    try:
+        stack.start_server()
+        stack.start_api()
+        yield stack
+    finally:
+        stack.stop_all()
+
+
+def _keys_ok(body: dict[str, Any]) -> bool:
+    extra = set(body) - SEED_KEYS
+    return (
+        set(body) >= SEED_KEYS
+        and extra <= {"warning"}
+        and set(body["queues"]) == {"default", "analysis", "batch"}
+    )
+
+
+def test_health_degraded_healthy_unhealthy_and_back(mini: MiniStack) -> None:
+    body = mini.health_when(lambda b: b["redis_connected"], timeout=60)
+    assert _keys_ok(body)
+    assert body["status"] == "degraded" and body["warning"] == "No workers available"
+    assert body["workers_available"] == 0 and body["workers"] == []
+
+    mini.start_worker("interactive", "analysis,default")
+    body = mini.health_when(lambda b: b["workers"] == ["interactive@test"], timeout=60)
+    assert body["status"] == "degraded" and "batch" in body["warning"]
+
+    mini.start_worker("batch", "batch")
+    body = mini.health_when(lambda b: b["status"] == "healthy", timeout=60)
+    assert _keys_ok(body) and "warning" not in body
+    assert body["workers"] == ["batch@test", "interactive@test"] and body["workers_available"] == 2
+
+    mini.procs["server"].stop(signal.SIGKILL)
+    body = mini.health_when(lambda b: b["status"] == "unhealthy", timeout=10)
+    assert _keys_ok(body) and body["redis_connected"] is False and body["warning"]
+    status = httpx.get(
+        f"http://127.0.0.1:{mini.api_port}/jobs/list",
+        headers={"Authorization": "Bearer x"},
+        timeout=15,
+    )
+    assert status.status_code == 503 and status.json()["code"] == "broker_unavailable"
+
+    mini.start_server()
+    body = mini.health_when(lambda b: b["status"] == "healthy", timeout=60)
+    assert body["workers_available"] == 2
+
+    mini.procs["batch"].stop(signal.SIGKILL)
+    body = mini.health_when(lambda b: b["status"] != "healthy", timeout=15)
+    assert body["status"] == "degraded" and body["workers"] == ["interactive@test"]

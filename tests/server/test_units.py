@@ -1,0 +1,150 @@
+"""Units of the API that need no running API: tokens, field and image checks, the upload parser."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import stat
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from skinapp.errors import InvalidImage, InvalidRequest, PayloadTooLarge
+from skinapp.server.tokens import TokenStore, hash_token
+from skinapp.server.uploads import Limits, read_multipart
+from skinapp.server.validation import check_image, options_from_fields
+from skinapp.tasks import keys
+from tests.utils.images import bomb_png, lesion_jpeg, png_bytes, truncated_jpeg
+
+
+def test_tokens_are_stored_hashed_and_revocable(rclient: redis.Redis) -> None:
+    store = TokenStore(rclient)
+    token, record = store.create("phone", "device")
+    assert record["role"] == "device"
+    assert not rclient.exists(keys.token(token)) and rclient.exists(keys.token(hash_token(token)))
+    assert token not in str(rclient.hgetall(keys.token(hash_token(token))))
+    assert store.verify(token)["id"] == record["id"]
+    assert store.verify("sk_wrong") is None
+    assert [r["id"] for r in store.list()] == [record["id"]]
+    assert store.revoke(record["id"]) and store.verify(token) is None
+    assert store.revoke(record["id"]) is False
+    with pytest.raises(InvalidRequest):
+        store.create("x", "root")
+
+
+def test_admin_token_file_is_private_and_stable(
+    rclient: redis.Redis, valkey_url: str, tmp_path: Path
+) -> None:
+    store = TokenStore(redis.Redis.from_url(valkey_url))  # a raw (bytes) client works too
+    path = tmp_path / "admin-token"
+    token = store.ensure_admin(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert store.ensure_admin(path) == token
+    assert store.verify(token)["role"] == "admin"
+    store.revoke(store.verify(token)["id"])
+    assert store.ensure_admin(path) != token  # a revoked admin token is replaced, not revived
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        (
+            {"body_location": "left  upper-arm", "enable_multimodal": "YES"},
+            {"body_location": "left upper-arm", "enable_multimodal": True},
+        ),
+        (
+            {"enable_multimodal": "0", "age": "120", "sex": "Female", "pixel_spacing_mm": "0.05"},
+            {"enable_multimodal": False, "age": 120, "sex": "female", "pixel_spacing_mm": 0.05},
+        ),
+        ({"unknown": "x", "age": ""}, {}),
+    ],
+)
+def test_fields_become_typed_options(fields: dict[str, str], expected: dict[str, object]) -> None:
+    assert options_from_fields(fields) == expected
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"body_location": "arm; DROP TABLE"},
+        {"body_location": "a" * 65},
+        {"enable_multimodal": "maybe"},
+        {"pixel_spacing_mm": "0"},
+        {"microns_per_pixel": "-1"},
+        {"microns_per_pixel": "nan"},
+        {"age": "121"},
+        {"age": "-1"},
+        {"age": "ten"},
+        {"sex": "other"},
+    ],
+)
+def test_bad_fields_are_refused(fields: dict[str, str]) -> None:
+    with pytest.raises(InvalidRequest):
+        options_from_fields(fields)
+
+
+def test_images_are_checked_before_queueing() -> None:
+    assert check_image(lesion_jpeg(), "a.jpg", 10**8) == (320, 240)
+    for data in (b"", b"not an image", png_bytes((1, 1)), truncated_jpeg(), bomb_png()):
+        with pytest.raises(InvalidImage):
+            check_image(data, "x", 10**8)
+    with pytest.raises(InvalidImage, match="over the limit"):
+        check_image(png_bytes((100, 100)), "x", 9999)
+
+
+def _multipart(parts: list[tuple[str, str | None, bytes]]) -> tuple[str, bytes]:
+    boundary = "XyZ123"
+    body = b""
+    for name, filename, data in parts:
+        disp = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+        body += f"--{boundary}\r\nContent-Disposition: {disp}\r\n\r\n".encode() + data + b"\r\n"
+    return f"multipart/form-data; boundary={boundary}", body + f"--{boundary}--\r\n".encode()
+
+
+async def _chunks(body: bytes, size: int = 1000) -> AsyncIterator[bytes]:
+    for i in range(0, len(body), size):
+        yield body[i : i + size]
+
+
+def test_multipart_is_parsed_and_limited_while_streaming() -> None:
+    ctype, body = _multipart([("file", "a.jpg", b"x" * 5000), ("age", None, b"42")])
+    form = asyncio.run(read_multipart(ctype, _chunks(body), Limits(10_000, 1)))
+    assert form.fields == {"age": "42"} and form.files[0].data == b"x" * 5000
+
+    seen: list[int] = []
+
+    async def counting() -> AsyncIterator[bytes]:
+        async for chunk in _chunks(big):
+            seen.append(len(chunk))
+            yield chunk
+
+    ctype, big = _multipart([("file", "a.jpg", b"x" * 50_000)])
+    with pytest.raises(PayloadTooLarge):
+        asyncio.run(read_multipart(ctype, counting(), Limits(10_000, 1)))
+    assert sum(seen) < 12_000  # refused on the way in, not after reading everything
+    ctype, two = _multipart([("files", "a.jpg", b"x"), ("files", "b.jpg", b"y")])
+    with pytest.raises(PayloadTooLarge):
+        asyncio.run(read_multipart(ctype, _chunks(two), Limits(10_000, 1)))
+    with pytest.raises(InvalidRequest):
+        asyncio.run(read_multipart("application/json", _chunks(b"{}"), Limits(10, 1)))
+
+
+def test_events_are_filtered_by_owner_and_lose_the_owner_field() -> None:
+    from skinapp.server.routes.events import _frame
+
+    raw = json.dumps(
+        {
+            "job_id": "j",
+            "owner": "t1",
+            "status": "PROGRESS",
+            "progress": {},
+            "analysis": "dermoscopy",
+        }
+    )
+    assert _frame(raw, {"id": "t2", "role": "device"}) is None
+    frame = _frame(raw, {"id": "t1", "role": "device"})
+    assert frame and frame.startswith("data: ") and frame.endswith("\n\n") and "owner" not in frame
+    assert _frame(raw, {"id": "admin", "role": "admin"})
+    assert _frame("not json", {"id": "t1", "role": "admin"}) is None

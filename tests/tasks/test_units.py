@@ -1,0 +1,73 @@
+"""Pure units of the Celery side: what counts as transient, the Celery settings, summaries."""
+
+from __future__ import annotations
+
+import kombu.exceptions
+import redis
+
+from skinapp.config import load_settings
+from skinapp.errors import InvalidImage
+from skinapp.tasks.celery_app import celery_config
+from skinapp.tasks.runner import is_transient, summarize
+
+
+class OutOfMemoryError(RuntimeError):
+    """Stands in for torch.cuda.OutOfMemoryError (matched by name; no GPU needed)."""
+
+
+def test_only_transient_faults_are_retried() -> None:
+    assert is_transient(redis.ConnectionError("gone"))
+    assert is_transient(kombu.exceptions.OperationalError("gone"))
+    assert is_transient(OutOfMemoryError("CUDA out of memory"))
+    assert is_transient(RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"))
+    assert not is_transient(InvalidImage("bad"))
+    assert not is_transient(ValueError("bug"))
+    assert not is_transient(RuntimeError("shape mismatch"))
+
+
+def test_celery_config_is_json_only_late_ack_and_routed() -> None:
+    settings = load_settings(redis_url="redis://127.0.0.1:1/0", result_ttl_days=2)
+    conf = celery_config(settings)
+    assert conf["accept_content"] == ["json"] and conf["task_serializer"] == "json"
+    assert conf["task_acks_late"] and conf["task_reject_on_worker_lost"]
+    assert conf["worker_prefetch_multiplier"] == 1
+    assert conf["broker_transport_options"] == {"visibility_timeout": settings.visibility_timeout}
+    assert settings.visibility_timeout > conf["task_time_limit"] > conf["task_soft_time_limit"]
+    assert conf["result_expires"] == 2 * 86400
+    assert conf["worker_send_task_events"] is True
+    assert [q.name for q in conf["task_queues"]] == ["default", "analysis", "batch"]
+
+
+def test_summary_of_a_result() -> None:
+    result = {
+        "risk_level": "high",
+        "predicted_label": "Melanoma",
+        "confidence": 0.8,
+        "demo": True,
+        "x": 1,
+    }
+    assert summarize(result) == {
+        "risk_level": "high",
+        "predicted_label": "Melanoma",
+        "confidence": 0.8,
+        "demo": True,
+    }
+
+
+def test_progress_throttle_keeps_the_last_value_of_a_burst() -> None:
+    import time
+
+    from skinapp.tasks.progress import Throttle
+
+    written: list[int] = []
+    throttle = Throttle(written.append, 0.2)
+    for i in range(8):  # a burst, as a batch reports after one forward pass
+        throttle.submit(i)
+    assert written == [0]
+    time.sleep(0.4)
+    assert written == [0, 7]  # the burst's last value landed without another call
+    throttle.submit(8, force=True)
+    throttle.submit(9)
+    throttle.close()
+    time.sleep(0.3)
+    assert written == [0, 7, 8]  # closed: nothing pending is written after the outcome
