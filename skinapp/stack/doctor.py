@@ -1,0 +1,149 @@
+"""`skinapp doctor`: what this machine has — device, server binary, ports, models, permissions.
+
+The device is probed in a child Python (`import torch` there, never here) so the check
+cannot initialise CUDA in this process; a frozen bundle looks for nvidia-smi instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import stat
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from skinapp.config import Settings
+from skinapp.errors import StackError
+from skinapp.stack import probes, runtime
+from skinapp.stack.binary import find_server_binary
+from skinapp.stack.models_step import missing_model_tasks
+
+logger = logging.getLogger(__name__)
+
+_DEVICE_PROBE = """
+import json
+try:
+    import torch
+except Exception as exc:
+    print(json.dumps({"torch": None, "error": str(exc)}))
+else:
+    cuda = torch.cuda.is_available()
+    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    print(json.dumps({"torch": torch.__version__, "cuda": cuda, "mps": mps,
+        "name": torch.cuda.get_device_name(0) if cuda else None}))
+"""
+
+
+@dataclass(frozen=True)
+class Check:
+    level: str  # "ok", "WARN" or "FAIL"
+    label: str
+    detail: str
+
+
+def check_device(settings: Settings, timeout: float = 120.0) -> Check:
+    if getattr(sys, "frozen", False):
+        smi = shutil.which("nvidia-smi")
+        return Check("ok", "device", f"setting {settings.device}; nvidia-smi {smi or 'not found'}")
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", _DEVICE_PROBE], capture_output=True, text=True, timeout=timeout
+        )
+        info = json.loads(out.stdout.strip().splitlines()[-1])
+    except (subprocess.TimeoutExpired, ValueError, IndexError, OSError) as exc:
+        return Check("FAIL", "device", f"could not probe torch: {exc}")
+    if info.get("torch") is None:
+        return Check("FAIL", "device", f"torch does not import: {info.get('error')}")
+    kind = "cuda" if info.get("cuda") else "mps" if info.get("mps") else "cpu"
+    name = f" ({info['name']})" if info.get("name") else ""
+    return Check(
+        "ok", "device", f"torch {info['torch']}, best {kind}{name}; setting {settings.device}"
+    )
+
+
+def check_server_binary(settings: Settings) -> Check:
+    if settings.external_broker:
+        alive = probes.ping(settings.external_broker, timeout=2.0)
+        return Check(
+            "ok" if alive else "FAIL",
+            "server",
+            f"external (REDIS_URL); PING {'ok' if alive else 'fails'}",
+        )
+    try:
+        binary = find_server_binary(settings)
+    except StackError as exc:
+        return Check("FAIL", "server binary", str(exc))
+    try:
+        version = subprocess.run(
+            [str(binary), "--version"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return Check("FAIL", "server binary", f"{binary} does not run: {exc}")
+    return Check("ok", "server binary", f"{binary} ({version.stdout.strip()[:60]})")
+
+
+def check_ports(settings: Settings, stack_running: bool) -> Check:
+    port = settings.port
+    if port == 0 or probes.port_is_free(port, "127.0.0.1"):
+        return Check("ok", "API port", f"{port or 'any free port'} is free")
+    if stack_running:
+        return Check("ok", "API port", f"{port} is in use by the running stack")
+    return Check("FAIL", "API port", f"{port} is in use by another program; set SKINAPP_PORT")
+
+
+def check_models(settings: Settings) -> Check:
+    models = settings.resolved_models_dir
+    missing = missing_model_tasks(models) if models.is_dir() else ["all"]
+    if not missing:
+        return Check("ok", "models", f"checkpoints for every classifier in {models}")
+    return Check(
+        "WARN",
+        "models",
+        f"no checkpoint for {', '.join(missing)} in {models}; demo models are trained at first start",
+    )
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def check_permissions(settings: Settings) -> list[Check]:
+    data = settings.resolved_data_dir
+    if not data.exists():
+        return [Check("ok", "data dir", f"{data} (created at first start, mode 0700)")]
+    checks = [_private(data, 0o077, "data dir")]
+    for path in (runtime.admin_token_file(settings), data / "server" / "password"):
+        if path.exists():
+            checks.append(_private(path, 0o077, path.name))
+    return checks
+
+
+def _private(path: Path, forbidden: int, label: str) -> Check:
+    mode = _mode(path)
+    if mode & forbidden:
+        return Check("WARN", label, f"{path} is mode {mode:o}; others can read it (chmod go-rwx)")
+    return Check("ok", label, f"{path} (mode {mode:o})")
+
+
+def check_stack(settings: Settings) -> Check:
+    try:
+        info = runtime.read_runtime(settings)
+    except StackError as exc:
+        return Check("ok", "stack", str(exc))
+    return Check("ok", "stack", f"running at {info['api_url']} (pid {info.get('owner_pid')})")
+
+
+def run_checks(settings: Settings) -> list[Check]:
+    stack = check_stack(settings)
+    running = "running at" in stack.detail
+    return [
+        check_device(settings),
+        check_server_binary(settings),
+        check_ports(settings, running),
+        check_models(settings),
+        *check_permissions(settings),
+        stack,
+    ]
