@@ -1,0 +1,197 @@
+"""Checkpoints on disk: a folder with `weights.safetensors` and `card.json` (the model card).
+
+This module is torch-free: finding, ranking and verifying checkpoints is file work, so the
+CLI can list them without loading a model. A checkpoint is written into a staging folder
+and renamed into place, so a crash never leaves half a checkpoint where the stack looks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from skinapp.config import MODEL_TASKS
+from skinapp.errors import CheckpointInvalid, ModelNotInstalled
+
+logger = logging.getLogger(__name__)
+
+CARD_FILE = "card.json"
+WEIGHTS_FILE = "weights.safetensors"
+CARD_FORMAT = 1
+INTENDED_USES = ("demo", "research", "clinical")
+_REQUIRED_KEYS = (
+    "name",
+    "version",
+    "task",
+    "architecture",
+    "classes",
+    "input_size",
+    "intended_use",
+    "weights_sha256",
+)
+_STAGING = ".staging"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    path: Path
+    card: dict[str, Any]
+
+    @property
+    def task(self) -> str:
+        return str(self.card["task"])
+
+    @property
+    def weights_path(self) -> Path:
+        return self.path / str(self.card.get("weights_file", WEIGHTS_FILE))
+
+    @property
+    def rank(self) -> tuple[int, str, str]:
+        """Higher is preferred: clinical > research > demo, then the newest."""
+        use = INTENDED_USES.index(self.card["intended_use"])
+        return (use, str(self.card.get("created", "")), str(self.card.get("version", "")))
+
+    def info(self) -> dict[str, str]:
+        """The `model` block of a result."""
+        card = self.card
+        return {
+            "name": str(card["name"]),
+            "version": str(card["version"]),
+            "sha256": str(card["weights_sha256"]),
+            "intended_use": str(card["intended_use"]),
+            "task": str(card["task"]),
+        }
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_checkpoint(path: Path) -> Checkpoint:
+    """Parse and sanity-check the card of the checkpoint folder `path` (no hashing)."""
+    try:
+        card = json.loads((path / CARD_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise CheckpointInvalid(f"{path} has no {CARD_FILE}.") from exc
+    except (OSError, ValueError) as exc:
+        raise CheckpointInvalid(f"The model card {path / CARD_FILE} cannot be read: {exc}") from exc
+    _check_card(path, card)
+    return Checkpoint(path, card)
+
+
+def _check_card(path: Path, card: object) -> None:
+    if not isinstance(card, dict):
+        raise CheckpointInvalid(f"The model card in {path} is not a JSON object.")
+    missing = [key for key in _REQUIRED_KEYS if key not in card]
+    if missing:
+        raise CheckpointInvalid(f"The model card in {path} lacks {', '.join(missing)}.")
+    if card["task"] not in MODEL_TASKS:
+        raise CheckpointInvalid(f"The model card in {path} names an unknown task {card['task']!r}.")
+    if card["intended_use"] not in INTENDED_USES:
+        raise CheckpointInvalid(
+            f"The model card in {path} has an unknown intended_use {card['intended_use']!r}."
+        )
+    if not isinstance(card["classes"], list) or len(card["classes"]) < 2:
+        raise CheckpointInvalid(f"The model card in {path} lists fewer than two classes.")
+
+
+def verify_checkpoint(path: Path) -> Checkpoint:
+    """Card valid, weights present and their sha256 equal to the card's; else CheckpointInvalid."""
+    ckpt = read_checkpoint(path)
+    weights = ckpt.weights_path
+    if not weights.is_file():
+        raise CheckpointInvalid(f"The weights file {weights} is missing.")
+    actual = file_sha256(weights)
+    if actual != ckpt.card["weights_sha256"]:
+        raise CheckpointInvalid(
+            f"The weights of {ckpt.card['name']} ({weights}) do not match their model card "
+            f"(sha256 {actual[:12]}... != {str(ckpt.card['weights_sha256'])[:12]}...); "
+            "the file was changed or damaged. Re-import or retrain this checkpoint."
+        )
+    return ckpt
+
+
+def list_checkpoints(models_dir: Path) -> list[Checkpoint]:
+    """Every checkpoint whose card parses, best first per task; broken cards are logged."""
+    found = []
+    for card in sorted(models_dir.glob(f"*/{CARD_FILE}")):
+        try:
+            found.append(read_checkpoint(card.parent))
+        except CheckpointInvalid as exc:
+            logger.warning("skipping %s: %s", card.parent, exc)
+    return sorted(found, key=lambda c: (c.task, c.rank), reverse=True)
+
+
+def best_checkpoint(models_dir: Path, task: str) -> Checkpoint:
+    """The preferred checkpoint for `task` (not yet hashed); ModelNotInstalled if none."""
+    for ckpt in list_checkpoints(models_dir):
+        if ckpt.task == task:
+            return ckpt
+    raise ModelNotInstalled(
+        f"No {task} checkpoint is installed in {models_dir}. Start the app once to train the demo "
+        "models, or run `skinapp models train` / `skinapp models import`."
+    )
+
+
+def write_checkpoint(
+    models_dir: Path, folder_name: str, write_weights: Callable[[Path], None], card: dict[str, Any]
+) -> Checkpoint:
+    """Write weights and card to a staging folder, hash them, then rename into `models_dir`."""
+    models_dir.mkdir(parents=True, exist_ok=True)
+    staging_root = models_dir / _STAGING
+    staging_root.mkdir(exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{folder_name}-", dir=staging_root))
+    try:
+        write_weights(staging / WEIGHTS_FILE)
+        card = {**card, "format": CARD_FORMAT, "weights_file": WEIGHTS_FILE}
+        card["weights_sha256"] = file_sha256(staging / WEIGHTS_FILE)
+        _check_card(staging, card)
+        (staging / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+        return Checkpoint(_move_into_place(staging, models_dir / folder_name), card)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _move_into_place(staging: Path, target: Path) -> Path:
+    if target.exists():
+        # Replace an older copy atomically enough: move it aside first, then drop it.
+        aside = Path(tempfile.mkdtemp(prefix="old-", dir=staging.parent))
+        os.replace(target, aside / target.name)
+        os.replace(staging, target)
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        os.replace(staging, target)
+    return target
+
+
+def copy_checkpoint(source: Path, models_dir: Path) -> Checkpoint:
+    """Verify `source`, then copy it into `models_dir` via the staging folder."""
+    ckpt = verify_checkpoint(source)
+    folder = safe_folder_name(f"{ckpt.card['name']}-{ckpt.card['version']}")
+    models_dir.mkdir(parents=True, exist_ok=True)
+    (models_dir / _STAGING).mkdir(exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{folder}-", dir=models_dir / _STAGING))
+    try:
+        shutil.copy2(ckpt.weights_path, staging / ckpt.weights_path.name)
+        shutil.copy2(source / CARD_FILE, staging / CARD_FILE)
+        verify_checkpoint(staging)  # the copy, not only the source
+        return Checkpoint(_move_into_place(staging, models_dir / folder), ckpt.card)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def safe_folder_name(text: str) -> str:
+    cleaned = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in text)
+    return cleaned.strip(".-") or "checkpoint"
