@@ -1,0 +1,280 @@
+"""The dashboard's one link to the API: submits, cancels, resubmits, polls and listens to
+events, always off the GUI thread, and feeds `JobStore` / `HealthState` on the GUI thread."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from functools import partial
+from typing import Any, Protocol
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from skinapp.client import Client
+from skinapp.errors import JobNotFound, SkinappError
+from skinapp.gui.event_stream import EventFeed
+from skinapp.gui.health_state import HealthState
+from skinapp.gui.jobs_state import JobStore
+from skinapp.gui.qt_async import AsyncRunner
+from skinapp.gui.qt_compat import emit
+from skinapp.gui.submission import Plan
+
+logger = logging.getLogger(__name__)
+
+FAST_POLL_MS = 1500  # while the event stream is down
+SLOW_POLL_MS = 10000  # a safety net while it is up
+HEALTH_POLL_MS = 2500
+HISTORY_PAGES = 4  # of 50: what a clinician scrolls back through after a restart
+PAGE = 50
+MAX_STRAGGLERS = 20
+
+
+class Restartable(Protocol):
+    """The stack this window started (see `StackController`)."""
+
+    def restart(self, name: str) -> None: ...
+
+    def child_states(self, check_ready: frozenset[str] = ...) -> dict[str, dict[str, Any]]: ...
+
+
+class DashboardController(QObject):
+    notify = Signal(str, str)  # level ("info" | "warning" | "error"), text for a person
+    submitted = Signal(str)  # job id
+    restart_done = Signal(str)  # stack part
+    feed_changed = Signal(bool)  # the event stream is up (True) or we poll (False)
+
+    def __init__(
+        self,
+        client: Client,
+        store: JobStore,
+        health: HealthState,
+        *,
+        owner: Restartable | None = None,
+        client_factory: Callable[[], Client] | None = None,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.client, self.store, self.health, self.owner = client, store, health, owner
+        self.runner = AsyncRunner(self)
+        factory = client_factory or (lambda: Client(client.base_url, client.token))
+        self.feed = EventFeed(factory, self.runner.post, self._on_event, self._on_feed_state)
+        self._busy: set[str] = set()
+        self._fetched: set[str] = set()
+        self._timers: list[QTimer] = []
+        self.selected: str | None = None
+        store.changed.connect(self._maybe_fetch_result)
+        store.changed.connect(self._maybe_announce_failure)
+        self._announced: set[str] = set()
+
+    # --- life -------------------------------------------------------------------------
+    def start(self) -> None:
+        self.feed.start()
+        self._poll_timer = self._timer(FAST_POLL_MS, self.poll_jobs)
+        self._timer(HEALTH_POLL_MS, self.poll_health)
+        self._timer(1000, self.store.tick)
+        self.load_history()
+        self.poll_health()
+
+    def stop(self) -> None:
+        for timer in self._timers:
+            timer.stop()
+        self.feed.stop()
+        self.runner.close()
+
+    def _timer(self, interval_ms: int, slot: Callable[[], None]) -> QTimer:
+        timer = QTimer(self)
+        timer.setInterval(interval_ms)
+        timer.timeout.connect(slot)
+        timer.start()
+        self._timers.append(timer)
+        return timer
+
+    def _once(self, key: str, fn: Callable[[], Any], on_done: Callable[[Any], None]) -> None:
+        """Run `fn` unless a call with the same key is still out (timers must not pile up)."""
+        if key in self._busy:
+            return
+        self._busy.add(key)
+
+        def done(value: Any) -> None:
+            self._busy.discard(key)
+            on_done(value)
+
+        def failed(exc: BaseException) -> None:
+            self._busy.discard(key)
+            self._failed(key, exc)
+
+        self.runner.run(fn, done, failed)
+
+    def _failed(self, what: str, exc: BaseException) -> None:
+        if what == "health":
+            self.health.set_error(str(exc))
+        elif what != "jobs":  # a failed poll shows in the health panel, not as a pop-up
+            emit(self.notify, "error", str(exc))
+        logger.info("%s failed: %s", what, exc)
+
+    # --- feeding the store ------------------------------------------------------------
+    def load_history(self) -> None:
+        self._once("history", self._read_history, self._apply_list)
+
+    def _read_history(self) -> dict[str, Any]:
+        jobs: list[dict[str, Any]] = []
+        for page in range(HISTORY_PAGES):
+            body = self.client.list_jobs(limit=PAGE, offset=page * PAGE)
+            jobs += body.get("jobs") or []
+            if len(jobs) >= int(body.get("total") or 0):
+                break
+        return {"jobs": jobs}
+
+    def poll_jobs(self) -> None:
+        self._once("jobs", lambda: self.client.list_jobs(limit=PAGE), self._apply_poll)
+
+    def _apply_list(self, body: dict[str, Any]) -> None:
+        for item in reversed(body.get("jobs") or []):  # oldest first: rows keep arrival order
+            if item.get("job_id"):
+                self.store.apply_status(item)
+
+    def _apply_poll(self, body: dict[str, Any]) -> None:
+        """The newest page, plus a status call for our running jobs older than that page."""
+        self._apply_list(body)
+        listed = {item.get("job_id") for item in body.get("jobs") or []}
+        stragglers = [r.job_id for r in self.store.active() if r.job_id not in listed]
+        for job_id in stragglers[:MAX_STRAGGLERS]:
+            self.fetch_status(job_id)
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        try:
+            record, new = self.store.apply_event(event)
+        except ValueError:
+            return
+        if new:  # sent by another front end: fetch its file names and times
+            self.fetch_status(record.job_id)
+
+    def _on_feed_state(self, up: bool) -> None:
+        self._poll_timer.setInterval(SLOW_POLL_MS if up else FAST_POLL_MS)
+        emit(self.feed_changed, up)
+        if not up:
+            self.poll_jobs()
+
+    def fetch_status(self, job_id: str) -> None:
+        self._once(f"status:{job_id}", partial(self.client.status, job_id), self._apply_status)
+
+    def _apply_status(self, body: dict[str, Any]) -> None:
+        self.store.apply_status(body)
+
+    def _maybe_fetch_result(self, row: int) -> None:
+        record = self.store.row(row)
+        if record.status not in ("SUCCESS", "REVOKED") or record.result is not None:
+            return
+        if record.job_id in self._fetched or not (
+            record.local_paths or record.job_id == self.selected
+        ):
+            return
+        self._fetched.add(record.job_id)
+        self.fetch_status(record.job_id)
+
+    def _maybe_announce_failure(self, row: int) -> None:
+        """A job sent from here that failed gets a notification, once."""
+        record = self.store.row(row)
+        if record.status != "FAILURE" or not record.local_paths or record.job_id in self._announced:
+            return
+        self._announced.add(record.job_id)
+        emit(
+            self.notify,
+            "error",
+            f"{record.display_name} failed: {record.error or 'no reason given'}",
+        )
+
+    def select(self, job_id: str | None) -> None:
+        """The job on screen: fetched in full when it has a result we do not hold yet."""
+        self.selected = job_id
+        if job_id and job_id in self.store:
+            self._maybe_fetch_result(self.store.row_of(job_id))
+
+    # --- health -----------------------------------------------------------------------
+    def poll_health(self) -> None:
+        recovering = frozenset(self.health.recovering)
+        self._once(
+            "health", partial(self._read_health, recovering), lambda hw: self.health.update(*hw)
+        )
+
+    def _read_health(
+        self, recovering: frozenset[str]
+    ) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, dict[str, Any]]]:
+        children = self.owner.child_states(recovering) if self.owner else {}
+        health = self.client.health()
+        try:
+            workers: dict[str, Any] | None = self.client.workers()
+        except SkinappError as exc:  # an older API without /jobs/workers: health alone
+            logger.debug("no /jobs/workers: %s", exc)
+            workers = None
+        return health, workers, children
+
+    def restart(self, part: str) -> None:
+        owner = self.owner
+        if owner is None:
+            emit(
+                self.notify, "warning", "This window attached to a running stack; restart it there."
+            )
+            return
+        emit(self.notify, "info", f"Restarting {part}…")
+
+        def done(_: Any) -> None:
+            emit(self.restart_done, part)
+            emit(self.notify, "info", f"Restarted {part}")
+            self.poll_health()
+
+        def failed(exc: BaseException) -> None:
+            emit(self.restart_done, part)
+            emit(self.notify, "error", f"Could not restart {part}: {exc}")
+
+        self.runner.run(lambda: owner.restart(part), done, failed)
+
+    # --- user actions -----------------------------------------------------------------
+    def submit(self, plans: list[Plan]) -> None:
+        for plan in plans:
+            self.runner.run(
+                partial(self.client.submit, plan.analysis, plan.files, **plan.fields),
+                partial(self._submitted, plan=plan),
+                partial(self._submit_failed, plan=plan),
+            )
+
+    def _submitted(self, answer: dict[str, Any], plan: Plan) -> None:
+        record = self.store.add_submitted(answer, plan.files, plan.fields)
+        emit(self.submitted, record.job_id)
+
+    def _submit_failed(self, exc: BaseException, plan: Plan) -> None:
+        names = ", ".join(p.name for p in plan.files[:3]) + ("…" if len(plan.files) > 3 else "")
+        emit(self.notify, "error", f"Could not send {names}: {exc}")
+
+    def cancel(self, job_ids: list[str]) -> None:
+        for job_id in job_ids:
+            self.store.mark_cancel_requested(job_id)
+            self.runner.run(
+                partial(self.client.cancel, job_id),
+                partial(self._cancelled, job_id),
+                partial(self._cancel_failed, job_id),
+            )
+
+    def _cancelled(self, job_id: str, body: dict[str, Any]) -> None:
+        if isinstance(body, dict) and body.get("status"):
+            self.store.apply_status({**body, "job_id": job_id})
+        self.fetch_status(job_id)
+
+    def _cancel_failed(self, job_id: str, exc: BaseException) -> None:
+        message = "it is no longer known" if isinstance(exc, JobNotFound) else str(exc)
+        emit(self.notify, "error", f"Could not cancel job {job_id[:8]}: {message}")
+        self.fetch_status(job_id)
+
+    def resubmit(self, job_ids: list[str]) -> None:
+        plans = []
+        for job_id in job_ids:
+            record = self.store.get(job_id)
+            if record is None or not record.local_paths:
+                emit(
+                    self.notify,
+                    "warning",
+                    f"Job {job_id[:8]} was not sent from here; open its files again.",
+                )
+                continue
+            plans.append(Plan(record.analysis, list(record.local_paths), dict(record.fields)))
+        self.submit(plans)
