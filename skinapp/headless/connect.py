@@ -1,0 +1,68 @@
+"""Which API headless mode talks to: a configured one, the running local stack, or its own.
+
+`SKINAPP_API_URL` (+ `SKINAPP_API_TOKEN`) names a remote or test stack; otherwise a stack
+already running for this data dir is attached; otherwise one is started for the run and
+stopped at the end, so a scheduled `skinapp batch` needs nothing else running.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from skinapp.client import Client
+from skinapp.config import Settings
+from skinapp.errors import StackError
+
+logger = logging.getLogger(__name__)
+
+
+@contextmanager
+def _own_stack(settings: Settings, on_stage: Callable[[str, str], None] | None) -> Iterator[Client]:
+    """Start a stack for this run, supervise it, and always stop it."""
+    from skinapp.stack import Stack
+
+    stack = Stack(settings, on_stage=on_stage)
+    stop = threading.Event()
+    # a long `watch` outlives a crashed worker: supervise restarts it, as `skinapp serve` does
+    supervisor = threading.Thread(
+        target=stack.supervise, args=(stop,), name="stack-supervise", daemon=True
+    )
+    try:
+        stack.start()
+        supervisor.start()
+        with Client(stack.api_url, stack.admin_token) as client:
+            yield client
+    finally:
+        stop.set()
+        if supervisor.is_alive():
+            supervisor.join(timeout=10)
+        stack.stop()
+
+
+def _running_stack(settings: Settings) -> tuple[str, str] | None:
+    from skinapp.stack import local_connection
+
+    try:
+        return local_connection(settings)
+    except StackError:
+        logger.info("no running stack for %s; starting one", settings.resolved_data_dir)
+        return None
+
+
+@contextmanager
+def connect(
+    settings: Settings, *, on_stage: Callable[[str, str], None] | None = None
+) -> Iterator[Client]:
+    """A `Client` for the run; a stack started here is stopped when the block ends."""
+    target = (
+        (settings.api_url, settings.api_token) if settings.api_url else _running_stack(settings)
+    )
+    if target is None:
+        with _own_stack(settings, on_stage) as client:
+            yield client
+        return
+    with Client(*target) as client:
+        yield client

@@ -1,0 +1,182 @@
+"""Find the images in a folder by their content, not their name.
+
+A file is a candidate when its first bytes carry the signature of a format the analyses
+read (JPEG, PNG, TIFF, BMP, WebP); Pillow then parses its header (no pixel decode) so a
+file that only *starts* like an image is refused here, with a reason, instead of costing a
+job. A truncated JPEG still parses: the worker rejects it, and the report says why.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import logging
+import os
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+#: (signature test, format name, the extension an upload of that format carries)
+_SIGNATURES: tuple[tuple[bytes, int, str, str], ...] = (
+    (b"\xff\xd8\xff", 0, "JPEG", ".jpg"),
+    (b"\x89PNG\r\n\x1a\n", 0, "PNG", ".png"),
+    (b"II*\x00", 0, "TIFF", ".tif"),
+    (b"MM\x00*", 0, "TIFF", ".tif"),
+    (b"BM", 0, "BMP", ".bmp"),
+    (b"WEBP", 8, "WEBP", ".webp"),
+)
+FORMAT_EXTENSIONS: dict[str, str] = {fmt: ext for _, _, fmt, ext in _SIGNATURES}
+_HEAD_BYTES = 16
+_HASH_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class ImageFile:
+    """One image found on disk; `sha256` is of the bytes exactly as they will be uploaded."""
+
+    path: Path
+    size: int
+    mtime_ns: int
+    sha256: str
+    format: str
+
+    def upload_name(self) -> str:
+        """The name sent with the upload: the file's own, plus the right suffix if it lies."""
+        ext = FORMAT_EXTENSIONS.get(self.format, "")
+        suffix = self.path.suffix.lower()
+        if (
+            suffix == ext
+            or (self.format == "JPEG" and suffix == ".jpeg")
+            or (self.format == "TIFF" and suffix == ".tiff")
+        ):
+            return self.path.name
+        return self.path.name + ext
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    path: Path
+    reason: str
+
+
+@dataclass
+class Discovery:
+    images: list[ImageFile] = field(default_factory=list)
+    skipped: list[SkippedFile] = field(default_factory=list)
+
+    def unique(self) -> dict[str, list[ImageFile]]:
+        """Images grouped by sha256, in discovery order: the first path of a group is analysed."""
+        groups: dict[str, list[ImageFile]] = {}
+        for image in self.images:
+            groups.setdefault(image.sha256, []).append(image)
+        return groups
+
+
+def sniff_format(head: bytes) -> str | None:
+    """The format the first bytes announce, or None when they announce no image we read."""
+    for magic, offset, fmt, _ in _SIGNATURES:
+        if head[offset : offset + len(magic)] == magic:
+            if fmt == "WEBP" and not head.startswith(b"RIFF"):
+                continue
+            return fmt
+    return None
+
+
+def _parse_header(path: Path) -> str | None:
+    """Pillow's header parse (lazy: no pixels decoded); returns an error message or None."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            # a big-but-legal canvas only warns; the worker applies the real pixel limit
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.size  # noqa: B018 - touching size makes Pillow read the full header
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        return f"unreadable image header ({exc.__class__.__name__}: {exc})"
+    except Image.DecompressionBombError as exc:
+        return f"image too large to analyse ({exc})"
+    return None
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def inspect_file(path: Path, stat: os.stat_result, max_bytes: int) -> ImageFile | SkippedFile:
+    """Decide one file: an image to analyse, or a skip with the reason a person can act on."""
+    if stat.st_size == 0:
+        return SkippedFile(path, "empty file")
+    if stat.st_size > max_bytes:
+        return SkippedFile(path, f"larger than the upload limit ({max_bytes // (1024 * 1024)} MB)")
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(_HEAD_BYTES)
+        fmt = sniff_format(head)
+        if fmt is None:
+            return SkippedFile(path, "not an image (content is not JPEG, PNG, TIFF, BMP or WebP)")
+        problem = _parse_header(path)
+        if problem:
+            return SkippedFile(path, problem)
+        return ImageFile(path, stat.st_size, stat.st_mtime_ns, file_sha256(path), fmt)
+    except OSError as exc:
+        return SkippedFile(path, f"cannot read: {exc.strerror or exc}")
+
+
+def _matches(rel: str, name: str, include: Sequence[str]) -> bool:
+    if not include:
+        return True
+    return any(fnmatch.fnmatch(name, pat) or fnmatch.fnmatch(rel, pat) for pat in include)
+
+
+def iter_files(root: Path, *, recursive: bool) -> Iterator[tuple[Path, os.stat_result]]:
+    """Regular files under `root`, sorted per directory; hidden files and dirs are ignored."""
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError as exc:
+        logger.warning("cannot list %s: %s", root, exc)
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                if recursive:
+                    yield from iter_files(Path(entry.path), recursive=True)
+            elif entry.is_file():
+                yield Path(entry.path), entry.stat()
+        except OSError as exc:
+            logger.warning("cannot stat %s: %s", entry.path, exc)
+
+
+def discover(
+    root: Path,
+    *,
+    recursive: bool = False,
+    include: Sequence[str] = (),
+    exclude_paths: Iterable[Path] = (),
+    max_bytes: int = 25 * 1024 * 1024,
+) -> Discovery:
+    """Every file under `root` (matching `include`, if given), as images or skips."""
+    excluded = {p.resolve() for p in exclude_paths}
+    found = Discovery()
+    for path, stat in iter_files(root, recursive=recursive):
+        rel = path.relative_to(root).as_posix()
+        if path.resolve() in excluded or not _matches(rel, path.name, include):
+            continue
+        outcome = inspect_file(path, stat, max_bytes)
+        if isinstance(outcome, ImageFile):
+            found.images.append(outcome)
+        else:
+            found.skipped.append(outcome)
+    logger.info(
+        "found %d images, skipped %d files under %s", len(found.images), len(found.skipped), root
+    )
+    return found

@@ -1,0 +1,90 @@
+"""Discovery by content: images found whatever their name, the rest skipped with a reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from skinapp.headless.discovery import ImageFile, discover, file_sha256, sniff_format
+from tests.headless.folders import mixed_tree, write
+from tests.utils.images import encode, lesion_image, lesion_jpeg, png_bytes
+
+
+def _names(items: list) -> set[str]:
+    return {Path(i.path).name for i in items}
+
+
+def test_finds_images_by_content_and_skips_the_rest_with_reasons(tmp_path: Path) -> None:
+    tree = mixed_tree(tmp_path, n_images=6)
+    found = discover(tmp_path, recursive=True)
+    names = _names(found.images)
+    assert "really_an_image.txt" in names  # an image named .txt is an image
+    assert "corrupt.jpg" in names  # its header parses; the worker rejects the pixels
+    assert "copy_of_img_000.jpg" in names
+    assert len(found.images) == 6 + 3
+    assert [(s.path.name, s.reason.startswith("not an image")) for s in found.skipped] == [
+        ("notes.jpg", True)
+    ]
+    assert tree["text_jpg"] == found.skipped[0].path
+
+
+def test_not_recursive_by_default(tmp_path: Path) -> None:
+    write(tmp_path / "top.jpg", lesion_jpeg())
+    write(tmp_path / "sub" / "deep.jpg", lesion_jpeg(seed=1))
+    assert _names(discover(tmp_path).images) == {"top.jpg"}
+    assert _names(discover(tmp_path, recursive=True).images) == {"top.jpg", "deep.jpg"}
+
+
+def test_include_glob_matches_name_or_relative_path(tmp_path: Path) -> None:
+    write(tmp_path / "a" / "x.jpg", lesion_jpeg())
+    write(tmp_path / "b" / "y.png", png_bytes())
+    assert _names(discover(tmp_path, recursive=True, include=["*.png"]).images) == {"y.png"}
+    assert _names(discover(tmp_path, recursive=True, include=["a/*"]).images) == {"x.jpg"}
+
+
+def test_duplicates_grouped_by_sha256_in_discovery_order(tmp_path: Path) -> None:
+    data = lesion_jpeg()
+    write(tmp_path / "1.jpg", data)
+    write(tmp_path / "2.jpg", lesion_jpeg(seed=3))
+    write(tmp_path / "3.jpg", data)
+    groups = discover(tmp_path).unique()
+    assert len(groups) == 2
+    first = groups[file_sha256(tmp_path / "1.jpg")]
+    assert [i.path.name for i in first] == ["1.jpg", "3.jpg"]
+
+
+def test_hidden_empty_oversized_and_excluded_files(tmp_path: Path) -> None:
+    write(tmp_path / ".hidden.jpg", lesion_jpeg())
+    write(tmp_path / "empty.jpg", b"")
+    write(tmp_path / "big.jpg", lesion_jpeg(size=(640, 480)))
+    report = write(tmp_path / "report.csv", b"path\n")
+    found = discover(tmp_path, exclude_paths=[report], max_bytes=1000)
+    assert found.images == []
+    reasons = {s.path.name: s.reason for s in found.skipped}
+    assert set(reasons) == {"empty.jpg", "big.jpg"}
+    assert reasons["empty.jpg"] == "empty file"
+    assert "upload limit" in reasons["big.jpg"]
+
+
+def test_a_file_that_only_starts_like_an_image_is_skipped(tmp_path: Path) -> None:
+    write(tmp_path / "fake.png", b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    (skipped,) = discover(tmp_path).skipped
+    assert skipped.reason.startswith("unreadable image header")
+
+
+def test_sniff_formats() -> None:
+    assert sniff_format(lesion_jpeg()[:16]) == "JPEG"
+    assert sniff_format(png_bytes()[:16]) == "PNG"
+    assert sniff_format(encode(lesion_image(), "WEBP")[:16]) == "WEBP"
+    assert sniff_format(encode(lesion_image(), "TIFF")[:16]) == "TIFF"
+    assert sniff_format(encode(lesion_image(), "BMP")[:16]) == "BMP"
+    assert sniff_format(b"RIFF\x00\x00\x00\x00WAVEfmt ") is None
+    assert sniff_format(b"hello world") is None
+
+
+def test_upload_name_carries_the_real_format(tmp_path: Path) -> None:
+    def image(name: str, fmt: str) -> ImageFile:
+        return ImageFile(tmp_path / name, 1, 1, "0" * 64, fmt)
+
+    assert image("a.txt", "PNG").upload_name() == "a.txt.png"
+    assert image("a.JPEG", "JPEG").upload_name() == "a.JPEG"
+    assert image("scan", "TIFF").upload_name() == "scan.tif"
