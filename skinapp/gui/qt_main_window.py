@@ -202,12 +202,21 @@ class QtMainWindow(QMainWindow):
         stack = self.stack_control.stack if self.stack_control else None
         self.connect_to(api_url, token, OwnedStack(stack) if owned and stack else None)
 
-    def connect_to(self, api_url: str, token: str, owner: Restartable | None = None) -> None:
-        """Show the dashboard for the API at `api_url` (`owner` can restart the stack's parts)."""
+    def connect_to(
+        self,
+        api_url: str,
+        token: str,
+        owner: Restartable | None = None,
+        events_client: Callable[[], Client] | None = None,
+    ) -> None:
+        """Show the dashboard for the API at `api_url` (`owner` can restart the stack's parts;
+        `events_client` makes the client of the event stream, by default one like `client`)."""
         self.health.api_url = api_url
         # a short timeout: a hung call must not hold the window's threads when it closes
         client = Client(api_url, token, timeout=15.0)
-        controller = DashboardController(client, self.store, self.health, owner=owner, parent=self)
+        controller = DashboardController(
+            client, self.store, self.health, owner=owner, client_factory=events_client, parent=self
+        )
         controller.notify.connect(self.notifications.show_message)
         controller.restart_done.connect(self.health_panel.restart_finished)
         controller.submitted.connect(self.jobs_view.select_job)
@@ -217,6 +226,7 @@ class QtMainWindow(QMainWindow):
         self.health_panel.restart_requested.connect(controller.restart)
         self.health_panel.set_can_restart(owner is not None)
         controller.feed_changed.connect(self._on_feed_state)
+        self._on_feed_state(False)  # until the event stream proves itself
         self.controller = controller
         self.pages.setCurrentWidget(self.dashboard)
         controller.start()

@@ -20,6 +20,7 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
 from skinapp.gui.jobs_state import JobRecord
+from skinapp.gui.qt_compat import emit
 from skinapp.gui.qt_jobs_model import COL_STATE, JOB_ID_ROLE
 from skinapp.gui.qt_main_window import QtMainWindow
 from skinapp.gui.qt_report import export_pdf
@@ -66,6 +67,29 @@ def images(folder: Path, count: int, size: tuple[int, int] = (320, 240)) -> list
     return paths
 
 
+class FrameGaps:
+    """The longest the GUI thread went without serving a 10 ms timer: a frozen frame's length."""
+
+    def __init__(self) -> None:
+        from PySide6.QtCore import QTimer
+
+        self.longest = 0.0
+        self._last = time.perf_counter()
+        self._timer = QTimer()
+        self._timer.setInterval(10)
+        self._timer.timeout.connect(self._tick)
+        self._timer.start()
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        self.longest = max(self.longest, now - self._last)
+        self._last = now
+
+    def stop(self) -> float:
+        self._timer.stop()
+        return self.longest
+
+
 def jobs_for(win: QtMainWindow, paths: list[Path]) -> list[JobRecord]:
     wanted = set(paths)
     return [r for r in win.store.records() if r.local_paths and set(r.local_paths) <= wanted]
@@ -90,6 +114,7 @@ def test_drop_two_images_rows_progress_results(
         )
     )
     window.drop_zone.set_analysis("dermoscopy")
+    gaps = FrameGaps()
     drop(qtbot, window, paths)
     qtbot.waitUntil(lambda: len(jobs_for(window, paths)) == 2, timeout=20_000)
     records = jobs_for(window, paths)
@@ -105,6 +130,10 @@ def test_drop_two_images_rows_progress_results(
         assert {"STARTED", "PROGRESS"} & set(states), states  # it moved, not jumped to done
     window.jobs_view.select_job(records[0].job_id)
     qtbot.waitUntil(lambda: window.result_view.job_id == records[0].job_id)
+    longest = gaps.stop()
+    print(f"longest GUI-thread stall while two jobs ran: {longest * 1000:.0f} ms")
+    # 100 ms is the aim; the bound is wide because five engineers share two cores here
+    assert longest < 0.5
     view = window.result_view
     assert view.single.isVisible() and view.single.risk.text().endswith("RISK")
     assert view.single.image.has_overlay  # the dermoscopy contour over the image
@@ -140,10 +169,15 @@ def test_kill_a_worker_turns_health_degraded_and_back(
     assert "DEGRADED" in panel.level.text() or "UNHEALTHY" in panel.level.text()
     assert panel.problems.isVisible() and "worker" in panel.problems.text().lower()
     assert "Degraded" in window.health_summary.text() or "Unhealthy" in window.health_summary.text()
-    qtbot.waitUntil(
-        lambda: window.health.level == "healthy", timeout=120_000
-    )  # the supervisor restarts it
+    # the supervisor restarts it
+    qtbot.waitUntil(lambda: window.health.level == "healthy", timeout=120_000)
     assert "HEALTHY" in panel.level.text() and not panel.problems.isVisible()
+    # the one-click restart (what a failed part's button asks for) restarts it for real
+    before = worker.pid
+    with qtbot.waitSignal(window.controller.restart_done, timeout=120_000):  # type: ignore[union-attr]
+        emit(panel.restart_requested, "worker-batch")
+    assert worker.pid != before and worker.is_alive()
+    qtbot.waitUntil(lambda: window.health.level == "healthy", timeout=120_000)
 
 
 def test_demo_banner_and_pdf_for_a_demo_model(
@@ -231,6 +265,7 @@ def test_starts_its_own_stack_with_stages_and_stops_it_on_close(
     stages: list[str] = []
     control.stage.connect(lambda stage, _message: stages.append(stage))
     win.show()
+    pids: list[int | None] = []
     try:
         with qtbot.waitSignal(win.dashboard_ready, timeout=180_000):
             win.start()
@@ -241,13 +276,13 @@ def test_starts_its_own_stack_with_stages_and_stops_it_on_close(
             "api",
             "ready",
         ]
-        pids = [child.pid for child in control.stack.children.values()]  # type: ignore[union-attr]
+        pids += [child.pid for child in control.stack.children.values()]  # type: ignore[union-attr]
         assert pids and all(psutil.pid_exists(pid) for pid in pids)
     finally:
         win.confirm_close = lambda *_: True
         win.close()  # owned: stops everything it started
     assert not control.owned
-    qtbot.waitUntil(lambda: not any(_running(pid) for pid in pids), timeout=30_000)
+    qtbot.waitUntil(lambda: not any(_running(pid) for pid in pids if pid), timeout=30_000)
 
 
 def _running(pid: int) -> bool:
@@ -257,3 +292,32 @@ def _running(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def test_polling_carries_the_jobs_when_the_event_stream_is_down(
+    qtbot: Any, stack: Any, qsettings: Any, tmp_path: Path
+) -> None:
+    from skinapp.client import Client
+    from skinapp.stack.probes import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens: every stream attempt fails
+    win = QtMainWindow(stack.settings, qsettings)
+    qtbot.addWidget(win)
+    win.connect_to(
+        stack.api_url, stack.admin_token, events_client=lambda: Client(dead, "x", timeout=2)
+    )
+    try:
+        path = tmp_path / "polled.jpg"
+        path.write_bytes(lesion_jpeg(seed=11))
+        win.drop_zone.set_analysis("dermoscopy")
+        drop(qtbot, win, [path])
+        qtbot.waitUntil(lambda: len(jobs_for(win, [path])) == 1, timeout=20_000)
+        record = jobs_for(win, [path])[0]
+        qtbot.waitUntil(
+            lambda: record.status == "SUCCESS" and record.result is not None, timeout=JOB_TIMEOUT_MS
+        )
+        assert not win.controller.feed.connected  # type: ignore[union-attr]
+        assert win.feed_label.text() == "polling"
+    finally:
+        win.confirm_close = lambda *_: True
+        win.close()
