@@ -14,8 +14,6 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QThreadPool, Signal, Slot
 
-from skinapp.gui.qt_compat import emit
-
 logger = logging.getLogger(__name__)
 
 
@@ -60,7 +58,7 @@ class AsyncRunner(QObject):
     def post(self, callback: Callable[[], None]) -> None:
         """Run `callback` on the GUI thread; callable from any thread."""
         if not self._closed.is_set():
-            emit(self._deliver, callback)
+            self._deliver.emit(callback)
 
     @Slot(object)
     def _on_deliver(self, callback: Callable[[], None]) -> None:

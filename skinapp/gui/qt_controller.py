@@ -16,7 +16,6 @@ from skinapp.gui.event_stream import EventFeed
 from skinapp.gui.health_state import HealthState
 from skinapp.gui.jobs_state import JobStore
 from skinapp.gui.qt_async import AsyncRunner
-from skinapp.gui.qt_compat import emit
 from skinapp.gui.submission import Plan
 
 logger = logging.getLogger(__name__)
@@ -109,7 +108,7 @@ class DashboardController(QObject):
         if what == "health":
             self.health.set_error(str(exc))
         elif what != "jobs":  # a failed poll shows in the health panel, not as a pop-up
-            emit(self.notify, "error", str(exc))
+            self.notify.emit("error", str(exc))
         logger.info("%s failed: %s", what, exc)
 
     # --- feeding the store ------------------------------------------------------------
@@ -151,7 +150,7 @@ class DashboardController(QObject):
 
     def _on_feed_state(self, up: bool) -> None:
         self._poll_timer.setInterval(SLOW_POLL_MS if up else FAST_POLL_MS)
-        emit(self.feed_changed, up)
+        self.feed_changed.emit(up)
         if not up:
             self.poll_jobs()
 
@@ -178,8 +177,7 @@ class DashboardController(QObject):
         if record.status != "FAILURE" or not record.local_paths or record.job_id in self._announced:
             return
         self._announced.add(record.job_id)
-        emit(
-            self.notify,
+        self.notify.emit(
             "error",
             f"{record.display_name} failed: {record.error or 'no reason given'}",
         )
@@ -212,20 +210,20 @@ class DashboardController(QObject):
     def restart(self, part: str) -> None:
         owner = self.owner
         if owner is None:
-            emit(
-                self.notify, "warning", "This window attached to a running stack; restart it there."
+            self.notify.emit(
+                "warning", "This window attached to a running stack; restart it there."
             )
             return
-        emit(self.notify, "info", f"Restarting {part}…")
+        self.notify.emit("info", f"Restarting {part}…")
 
         def done(_: Any) -> None:
-            emit(self.restart_done, part)
-            emit(self.notify, "info", f"Restarted {part}")
+            self.restart_done.emit(part)
+            self.notify.emit("info", f"Restarted {part}")
             self.poll_health()
 
         def failed(exc: BaseException) -> None:
-            emit(self.restart_done, part)
-            emit(self.notify, "error", f"Could not restart {part}: {exc}")
+            self.restart_done.emit(part)
+            self.notify.emit("error", f"Could not restart {part}: {exc}")
 
         self.runner.run(lambda: owner.restart(part), done, failed)
 
@@ -240,11 +238,11 @@ class DashboardController(QObject):
 
     def _submitted(self, answer: dict[str, Any], plan: Plan) -> None:
         record = self.store.add_submitted(answer, plan.files, plan.fields)
-        emit(self.submitted, record.job_id)
+        self.submitted.emit(record.job_id)
 
     def _submit_failed(self, exc: BaseException, plan: Plan) -> None:
         names = ", ".join(p.name for p in plan.files[:3]) + ("…" if len(plan.files) > 3 else "")
-        emit(self.notify, "error", f"Could not send {names}: {exc}")
+        self.notify.emit("error", f"Could not send {names}: {exc}")
 
     def cancel(self, job_ids: list[str]) -> None:
         for job_id in job_ids:
@@ -262,7 +260,7 @@ class DashboardController(QObject):
 
     def _cancel_failed(self, job_id: str, exc: BaseException) -> None:
         message = "it is no longer known" if isinstance(exc, JobNotFound) else str(exc)
-        emit(self.notify, "error", f"Could not cancel job {job_id[:8]}: {message}")
+        self.notify.emit("error", f"Could not cancel job {job_id[:8]}: {message}")
         self.fetch_status(job_id)
 
     def resubmit(self, job_ids: list[str]) -> None:
@@ -270,8 +268,7 @@ class DashboardController(QObject):
         for job_id in job_ids:
             record = self.store.get(job_id)
             if record is None or not record.local_paths:
-                emit(
-                    self.notify,
+                self.notify.emit(
                     "warning",
                     f"Job {job_id[:8]} was not sent from here; open its files again.",
                 )

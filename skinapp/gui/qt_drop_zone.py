@@ -28,7 +28,6 @@ from PySide6.QtWidgets import (
 from skinapp import paths
 from skinapp.config import ANALYSES
 from skinapp.gui.qt_async import AsyncRunner
-from skinapp.gui.qt_compat import emit
 from skinapp.gui.submission import ANALYSIS_LABELS, Collected, Plan, collect, plan_jobs
 
 logger = logging.getLogger(__name__)
@@ -231,7 +230,7 @@ class QtDropZone(QWidget):
             found.images, analysis, fields, as_batch=as_batch, batch_max=self._batch_max
         )
         if plans:
-            emit(self.submit_requested, plans)
+            self.submit_requested.emit(plans)
 
     def _show_skipped(self, found: Collected) -> None:
         self.skipped.clear()
@@ -239,7 +238,7 @@ class QtDropZone(QWidget):
             self.skipped.addItem(f"Skipped {path.name}: {reason}")
         self.skipped.setVisible(bool(found.skipped))
         if found.skipped:
-            emit(self.skipped_files, found.skipped)
+            self.skipped_files.emit(found.skipped)
 
 
 def _spin(widget: Any, low: float, high: float, special: str, decimals: int | None = None) -> Any:

@@ -17,7 +17,6 @@ from PySide6.QtWidgets import (
 )
 
 from skinapp.gui.health_state import HealthState, describe_device
-from skinapp.gui.qt_compat import emit
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +119,7 @@ class QtHealthPanel(QWidget):
 
     def _ask_restart(self, part: str) -> None:
         self._restarting.add(part)
-        emit(self.restart_requested, part)
+        self.restart_requested.emit(part)
         self.refresh()
 
 

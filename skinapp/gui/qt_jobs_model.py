@@ -29,7 +29,6 @@ from PySide6.QtWidgets import (
 
 from skinapp.gui.jobs_state import RISK_ORDER, JobRecord, JobStore
 from skinapp.gui.qt_async import AsyncRunner
-from skinapp.gui.qt_compat import emit
 from skinapp.gui.submission import ANALYSIS_LABELS
 
 logger = logging.getLogger(__name__)
@@ -96,7 +95,7 @@ class JobsTableModel(QAbstractTableModel):
         self.endInsertRows()
 
     def _on_changed(self, row: int) -> None:
-        emit(self.dataChanged, self.index(row, 0), self.index(row, len(COLUMNS) - 1))
+        self.dataChanged.emit(self.index(row, 0), self.index(row, len(COLUMNS) - 1))
 
     # --- Qt model -----------------------------------------------------------------
     def rowCount(self, parent: AnyIndex = QModelIndex()) -> int:  # noqa: B008
@@ -185,7 +184,7 @@ class JobsTableModel(QAbstractTableModel):
             return
         self._thumbs[job_id] = QPixmap.fromImage(image)
         row = self.store.row_of(job_id)
-        emit(self.dataChanged, self.index(row, COL_FILE), self.index(row, COL_FILE))
+        self.dataChanged.emit(self.index(row, COL_FILE), self.index(row, COL_FILE))
 
 
 class JobsFilterProxy(QSortFilterProxyModel):

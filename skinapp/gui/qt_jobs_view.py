@@ -21,7 +21,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from skinapp.gui.qt_compat import emit
 from skinapp.gui.qt_jobs_model import (
     COL_ANALYSIS,
     COL_DURATION,
@@ -171,7 +170,7 @@ class QtJobsView(QWidget):
 
     def _on_current(self, current: QModelIndex, _previous: QModelIndex) -> None:
         if current.isValid():
-            emit(self.current_job_changed, str(self.proxy.data(current, JOB_ID_ROLE)))
+            self.current_job_changed.emit(str(self.proxy.data(current, JOB_ID_ROLE)))
 
     def _on_rows_inserted(self, *_args: object) -> None:
         if not self.table.currentIndex().isValid() and self.proxy.rowCount():
@@ -181,12 +180,12 @@ class QtJobsView(QWidget):
     def cancel_selected(self) -> None:
         ids = [i for i in self.selected_job_ids() if not self._terminal(i)]
         if ids:
-            emit(self.cancel_requested, ids)
+            self.cancel_requested.emit(ids)
 
     def resubmit_selected(self) -> None:
         ids = [i for i in self.selected_job_ids() if self._terminal(i)]
         if ids:
-            emit(self.resubmit_requested, ids)
+            self.resubmit_requested.emit(ids)
 
     def copy_ids(self) -> None:
         ids = self.selected_job_ids()

@@ -27,7 +27,6 @@ from skinapp.gui.health_state import HealthState
 from skinapp.gui.jobs_state import JobStore
 from skinapp.gui.models_catalog import CardIndex
 from skinapp.gui.qt_async import AsyncRunner
-from skinapp.gui.qt_compat import emit
 from skinapp.gui.qt_controller import DashboardController, Restartable
 from skinapp.gui.qt_drop_zone import QtDropZone
 from skinapp.gui.qt_health_panel import QtHealthPanel, QtHealthSummary
@@ -237,7 +236,7 @@ class QtMainWindow(QMainWindow):
     def _on_health(self) -> None:
         if not self._ready_sent and self.controller is not None:
             self._ready_sent = True
-            emit(self.dashboard_ready)
+            self.dashboard_ready.emit()
 
     def _show_job(self, job_id: str) -> None:
         self.result_view.show_job(job_id)

@@ -29,7 +29,6 @@ from PySide6.QtWidgets import (
 from skinapp.gui import result_text as rt
 from skinapp.gui.jobs_state import JobRecord, JobStore
 from skinapp.gui.models_catalog import CardIndex
-from skinapp.gui.qt_compat import emit
 from skinapp.gui.qt_overlay import QtOverlayImage, load_oriented
 from skinapp.gui.qt_report import export_json, export_pdf
 
@@ -353,6 +352,6 @@ class QtResultView(QWidget):
         try:
             writer(self.record, target)
         except OSError as exc:
-            emit(self.notify, "error", f"Could not write {target.name}: {exc.strerror or exc}")
+            self.notify.emit("error", f"Could not write {target.name}: {exc.strerror or exc}")
         else:
-            emit(self.notify, "info", f"Saved {target}")
+            self.notify.emit("info", f"Saved {target}")

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Signal
 
 from skinapp.config import Settings
 from skinapp.errors import SkinappError, StackAlreadyRunning, StackError
-from skinapp.gui.qt_compat import emit
 
 if TYPE_CHECKING:
     from skinapp.stack import Stack
@@ -71,10 +69,10 @@ class StackController(QObject):
         try:
             self._attach_or_start()
         except SkinappError as exc:
-            emit(self.failed, str(exc))
+            self.failed.emit(str(exc))
         except Exception as exc:  # the window must show it, not freeze on "starting"
             logger.exception("stack start failed")
-            emit(self.failed, f"the stack could not start: {exc}")
+            self.failed.emit(f"the stack could not start: {exc}")
 
     def _attach_or_start(self) -> None:
         # imported here, on this thread: the stack package (redis, psutil) is not needed
@@ -86,16 +84,16 @@ class StackController(QObject):
         except StackError:
             pass
         else:
-            emit(self.stage, "ready", f"attached to the running stack at {url}")
-            emit(self.ready, url, token, False)
+            self.stage.emit("ready", f"attached to the running stack at {url}")
+            self.ready.emit(url, token, False)
             return
-        stack = Stack(self.settings, on_stage=partial(emit, self.stage))
+        stack = Stack(self.settings, on_stage=self.stage.emit)
         self._starting = stack
         try:
             stack.start()
         except StackAlreadyRunning:  # another skinapp won the race: use its stack
             url, token = local_connection(self.settings)
-            emit(self.ready, url, token, False)
+            self.ready.emit(url, token, False)
             return
         if self._stop.is_set():  # the window closed while we started
             stack.stop()
@@ -105,7 +103,7 @@ class StackController(QObject):
             target=stack.supervise, args=(self._stop,), name="skinapp-gui-supervise", daemon=True
         )
         self._supervisor.start()
-        emit(self.ready, stack.api_url, stack.admin_token, True)
+        self.ready.emit(stack.api_url, stack.admin_token, True)
 
     def stop(self) -> None:
         """Stop what this window started (nothing when it attached). Blocks until done."""

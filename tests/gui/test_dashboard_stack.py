@@ -20,7 +20,6 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
 from skinapp.gui.jobs_state import JobRecord
-from skinapp.gui.qt_compat import emit
 from skinapp.gui.qt_jobs_model import COL_STATE, JOB_ID_ROLE
 from skinapp.gui.qt_main_window import QtMainWindow
 from skinapp.gui.qt_report import export_pdf
@@ -175,7 +174,7 @@ def test_kill_a_worker_turns_health_degraded_and_back(
     # the one-click restart (what a failed part's button asks for) restarts it for real
     before = worker.pid
     with qtbot.waitSignal(window.controller.restart_done, timeout=120_000):  # type: ignore[union-attr]
-        emit(panel.restart_requested, "worker-batch")
+        panel.restart_requested.emit("worker-batch")
     assert worker.pid != before and worker.is_alive()
     qtbot.waitUntil(lambda: window.health.level == "healthy", timeout=120_000)
 
