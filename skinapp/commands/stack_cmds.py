@@ -181,7 +181,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 # --- token -------------------------------------------------------------------------------
 def _register_token(sub: Any) -> None:
-    p = sub.add_parser("token", help="API tokens: create, list, revoke")
+    p = sub.add_parser("token", help="API tokens: create, list, revoke, pair")
     tsub = p.add_subparsers(dest="token_command", metavar="ACTION", required=True)
     create = tsub.add_parser("create", help="make a token (shown once)")
     create.add_argument("--name", default="device", help="who or what the token is for")
@@ -193,6 +193,9 @@ def _register_token(sub: Any) -> None:
     revoke = tsub.add_parser("revoke", help="revoke a token by its id")
     revoke.add_argument("token_id")
     revoke.set_defaults(handler=cmd_token_revoke)
+    pair = tsub.add_parser("pair", help="pair a phone: a device token and its /phone link")
+    pair.add_argument("--name", default="phone", help="whose phone or tablet")
+    pair.set_defaults(handler=cmd_token_pair)
 
 
 def _token_store() -> Any:
@@ -230,6 +233,26 @@ def cmd_token_revoke(args: argparse.Namespace) -> int:
     if _token_store().revoke(args.token_id) is False:
         raise InvalidRequest(f"no token with id {args.token_id}")
     print(f"revoked {args.token_id}")
+    return 0
+
+
+def cmd_token_pair(args: argparse.Namespace) -> int:
+    from skinapp.server.routes import phone
+    from skinapp.stack.runtime import read_runtime
+
+    info = read_runtime(load_settings())
+    token, record = _token_store().create(args.name, "device")
+    url = phone.pairing_url(info["api_url"], info.get("api_host"), token, _lan_address)
+    qr = phone.terminal_qr(url)  # None without the optional `qrcode` package
+    if qr:
+        print(qr)
+    print(f"Open on the phone: {url}")
+    for line in phone.pairing_warnings(info.get("api_host")):
+        print(line, file=sys.stderr)
+    print(
+        f"device token {record['id']} ({args.name}); unpair: skinapp token revoke {record['id']}",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from skinapp import __version__
 from skinapp.config import Settings
 from skinapp.server import errors
-from skinapp.server.routes import events, jobs, sync
+from skinapp.server.routes import events, jobs, phone, sync
 from skinapp.server.state import ServerState
 
 logger = logging.getLogger(__name__)
@@ -54,4 +54,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(events.router)
     app.include_router(sync.router)
+    app.include_router(phone.router)
     return app
