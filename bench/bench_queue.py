@@ -12,6 +12,7 @@ waits on the Celery result; the API path is `POST /jobs/submit` + `GET /jobs/res
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -159,6 +160,8 @@ def print_table(times: dict[str, list[float]], tput: float, jobs: int, cold: lis
     print(f"\nthroughput: {jobs} jobs through the API at {tput:.1f} jobs/s")
     runs = ", ".join(f"{c:.2f}" for c in cold)
     print(f"cold start to healthy: median {statistics.median(cold):.2f} s (runs: {runs})")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"machine: {os.cpu_count()} CPUs, load average {load} (other work skews every figure)")
 
 
 def main(argv: list[str] | None = None) -> int:

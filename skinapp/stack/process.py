@@ -136,7 +136,11 @@ class ManagedProcess:
         return self._popen is not None and self._popen.poll() is None
 
     def terminate(self) -> None:
-        self._signal_group(signal.SIGTERM)
+        # The leader only: a Celery worker then shuts down warm, letting its pool finish the
+        # running jobs; signalling the pool too would cut them off mid-image.
+        if self._popen is not None and self._popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._popen.send_signal(signal.SIGTERM)
 
     def kill(self) -> None:
         self._signal_group(signal.SIGKILL)

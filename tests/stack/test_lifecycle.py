@@ -71,17 +71,43 @@ def test_a_second_stack_on_the_same_data_dir_is_refused(lifecycle: RunningStack)
 
 
 def test_status_command_reports_health(lifecycle: RunningStack) -> None:
-    env = {**os.environ, "SKINAPP_DATA_DIR": str(lifecycle.settings.resolved_data_dir)}
     wait_for(lambda: _healthy_with_both_workers(lifecycle.api_url), 30)
-    out = subprocess.run(
-        [sys.executable, "-m", "skinapp", "status"],
+    out = _cli(lifecycle, "status")
+    assert out.returncode == 0, out.stderr
+    assert "healthy" in out.stdout and lifecycle.api_url in out.stdout
+
+
+def _cli(lifecycle: RunningStack, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SKINAPP_DATA_DIR": str(lifecycle.settings.resolved_data_dir)}
+    return subprocess.run(
+        [sys.executable, "-m", "skinapp", *args],
         env=env,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
     )
-    assert out.returncode == 0, out.stderr
-    assert "healthy" in out.stdout and lifecycle.api_url in out.stdout
+
+
+def test_token_commands_make_list_and_revoke_device_tokens(lifecycle: RunningStack) -> None:
+    made = _cli(lifecycle, "token", "create", "--name", "ward-3-tablet", "--role", "device")
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip()
+    health_url = lifecycle.api_url + "/jobs/list"
+    assert httpx.get(health_url, headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    listed = _cli(lifecycle, "token", "list")
+    row = next(line for line in listed.stdout.splitlines() if "ward-3-tablet" in line)
+    assert token not in listed.stdout and "device" in row
+    assert _cli(lifecycle, "token", "revoke", row.split()[0]).returncode == 0
+    assert httpx.get(health_url, headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    assert _cli(lifecycle, "token", "revoke", "no-such-id").returncode != 0
+
+
+def test_doctor_reports_the_machine(lifecycle: RunningStack) -> None:
+    out = _cli(lifecycle, "doctor")
+    assert out.returncode == 0, out.stdout + out.stderr
+    for label in ("device:", "server binary:", "API port:", "models:", "data dir:", "stack:"):
+        assert label in out.stdout
+    assert f"running at {lifecycle.api_url}" in out.stdout
 
 
 def test_an_extra_worker_joins_with_broker_flag(lifecycle: RunningStack) -> None:
@@ -151,6 +177,14 @@ def test_an_external_server_is_used_and_none_is_started(tmp_path: Path, empty_mo
             body = httpx.get(guest.api_url + "/jobs/health", timeout=10).json()
             assert body["redis_connected"] is True
         assert owner.stack.children["server"].is_alive()
+
+
+def test_flower_runs_when_asked(tmp_path: Path, empty_models: Path) -> None:
+    with running_stack(tmp_path, empty_models, ensure_models=False, flower=True) as running:
+        flower = running.stack.children["flower"]
+        assert httpx.get(flower.local_url + "/healthcheck", timeout=10).text == "OK"
+        assert json.loads(runtime.runtime_file(running.settings).read_text())["flower_url"]
+    assert not flower.is_alive()
 
 
 # --- the supervisor as its own process -----------------------------------------------------
