@@ -24,12 +24,10 @@ def _run_gui(args: argparse.Namespace) -> int:
 
 
 def _report_and_quit(window: Any, seconds: float) -> None:
-    from PySide6.QtWidgets import QApplication
+    from skinapp.gui.app import quit_app
 
     total = time.perf_counter() - _T0
     print(
         f"dashboard ready: {seconds:.3f} s after the window was built, {total:.3f} s since import"
     )
-    window.confirm_close = lambda *_: True
-    window.close()
-    QApplication.quit()
+    quit_app(window)

@@ -62,3 +62,10 @@ def run(on_ready: Callable[[QtMainWindow, float], None] | None = None) -> int:
     window.deleteLater()
     app.shutdown()  # Qt's objects go before Python finalizes, not in a random order during it
     return code
+
+
+def quit_app(window: QtMainWindow) -> None:
+    """Close `window` without asking and leave the event loop (start-up timing, scripts)."""
+    window.confirm_close = lambda *_: True  # type: ignore[method-assign]
+    window.close()
+    QApplication.quit()
