@@ -49,7 +49,7 @@ def _common(parser: argparse.ArgumentParser, default_analysis: str) -> None:
 
 def _register_batch(sub: Any) -> None:
     p = sub.add_parser("batch", help="analyse a folder of images and write a report")
-    p.add_argument("folder", type=Path, metavar="FOLDER")
+    p.add_argument("folder", type=Path, metavar="FOLDER", help="the folder of images")
     p.add_argument(
         "--out",
         type=Path,
@@ -72,7 +72,7 @@ def _register_batch(sub: Any) -> None:
 
 def _register_watch(sub: Any) -> None:
     p = sub.add_parser("watch", help="analyse each new image dropped into a hot folder")
-    p.add_argument("folder", type=Path, metavar="FOLDER")
+    p.add_argument("folder", type=Path, metavar="FOLDER", help="the folder of images")
     p.add_argument(
         "--out",
         type=Path,

@@ -24,7 +24,7 @@ from skinapp import errors
 from skinapp.client import TERMINAL_STATES, Client
 from skinapp.headless.discovery import ImageFile
 from skinapp.headless.progress import Progress
-from skinapp.headless.records import CANCELLED, FAILURE, SUCCESS
+from skinapp.headless.records import CANCELLED, ERROR, FAILURE, SUCCESS
 from skinapp.headless.stopping import StopFlag, Stopper
 
 logger = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ class Outcome:
     """What became of one (unique) image."""
 
     image: ImageFile
-    status: str  # SUCCESS, FAILURE or CANCELLED
+    status: str  # SUCCESS, FAILURE (the image's fault), ERROR (the stack's) or CANCELLED
     result: dict[str, Any] | None = None
     error: str = ""
     job_id: str = ""
@@ -83,6 +83,12 @@ def result_of(body: dict[str, Any]) -> dict[str, Any] | None:
     return body if "analysis" in body and "job_id" not in body else None
 
 
+def _in_order(unit: Sequence[ImageFile], outcomes: Sequence[Outcome]) -> list[Outcome]:
+    """`outcomes` sorted as their images are in `unit` (one outcome per image)."""
+    position = {id(image): i for i, image in enumerate(unit)}
+    return sorted(outcomes, key=lambda o: position[id(o.image)])
+
+
 class _Tracker:
     """Counts for the progress callback; every update comes from a unit thread."""
 
@@ -114,7 +120,7 @@ class _Tracker:
         with self._lock:
             self.running.pop(job_id, None)
             self.done += sum(o.status != CANCELLED for o in outcomes)
-            self.failed += sum(o.status == FAILURE for o in outcomes)
+            self.failed += sum(o.status in (FAILURE, ERROR) for o in outcomes)
         self.emit()
 
 
@@ -179,12 +185,12 @@ class Engine:
             return self._report(
                 [Outcome(img, CANCELLED, error="cancelled before sending") for img in unit]
             )
-        try:
-            uploads = [self._upload(img) for img in unit]
-        except (OSError, ValueError) as exc:
-            if len(unit) == 1:
-                return self._report([Outcome(unit[0], FAILURE, error=str(exc))])
-            return self._split(unit)
+        uploads, unreadable = self._read(unit)
+        if unreadable:  # report those now; the readable rest goes on as one unit
+            failed = self._report(unreadable)
+            readable = [img for img in unit if all(img is not o.image for o in failed)]
+            rest = self._run_unit(readable) if readable else []
+            return _in_order(unit, failed + rest)
         try:
             job_id = self._submit(uploads)
         except _REJECTED as exc:
@@ -192,7 +198,7 @@ class Engine:
                 return self._report([Outcome(unit[0], FAILURE, error=str(exc))])
             return self._without_refused(unit, str(exc))
         except errors.SkinappError as exc:
-            return self._report([Outcome(img, FAILURE, error=str(exc)) for img in unit])
+            return self._report([Outcome(img, ERROR, error=str(exc)) for img in unit])
         return self._report(self._follow(unit, job_id), job_id)
 
     def _without_refused(self, unit: list[ImageFile], message: str) -> list[Outcome]:
@@ -207,7 +213,7 @@ class Engine:
             return self._split(unit)
         bad = self._report([Outcome(blamed[0], FAILURE, error=message)])
         rest = self._run_unit([img for img in unit if img is not blamed[0]])
-        return [bad[0] if img is blamed[0] else rest.pop(0) for img in unit]
+        return _in_order(unit, bad + rest)
 
     def _split(self, unit: list[ImageFile]) -> list[Outcome]:
         half = len(unit) // 2
@@ -221,11 +227,25 @@ class Engine:
         return outcomes
 
     @staticmethod
-    def _upload(image: ImageFile) -> tuple[str, bytes]:
-        data = image.path.read_bytes()
-        if hashlib.sha256(data).hexdigest() != image.sha256:
-            raise ValueError(f"{image.path.name} changed on disk after it was found")
-        return image.upload_name(), data
+    def _read(unit: list[ImageFile]) -> tuple[list[tuple[str, bytes]], list[Outcome]]:
+        """Upload parts for the unit, or FAILURE outcomes for files gone or changed on disk."""
+        uploads, unreadable = [], []
+        for image in unit:
+            try:
+                data = image.path.read_bytes()
+            except OSError as exc:
+                unreadable.append(
+                    Outcome(image, FAILURE, error=f"cannot read: {exc.strerror or exc}")
+                )
+                continue
+            if hashlib.sha256(data).hexdigest() != image.sha256:
+                # the report would name bytes that were never analysed
+                unreadable.append(
+                    Outcome(image, FAILURE, error="changed on disk after it was found")
+                )
+                continue
+            uploads.append((image.upload_name(), data))
+        return uploads, unreadable
 
     def _submit(self, uploads: list[tuple[str, bytes]]) -> str:
         fields = dict(self.options.fields)
@@ -257,7 +277,7 @@ class Engine:
             body = self._poll_until_done(job_id)
         except errors.SkinappError as exc:
             self._cancel(job_id)
-            return [Outcome(img, FAILURE, error=str(exc), job_id=job_id) for img in unit]
+            return [Outcome(img, ERROR, error=str(exc), job_id=job_id) for img in unit]
         with self._lock:
             self._open_jobs.discard(job_id)
         return self._outcomes(unit, job_id, body)

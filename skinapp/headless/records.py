@@ -16,6 +16,8 @@ SUCCESS = "SUCCESS"
 FAILURE = "FAILURE"
 SKIPPED = "SKIPPED"
 CANCELLED = "CANCELLED"
+#: Not analysed for a reason that is not the image's (the API down, a bad token): sent again.
+ERROR = "ERROR"
 #: Outcomes that a resumed run keeps; a cancelled image is sent again.
 FINAL_STATUSES = frozenset({SUCCESS, FAILURE})
 
@@ -144,5 +146,5 @@ def sort_key(record: Record) -> tuple[int, int, str]:
     """Flagged (high risk) first, then failures, then by risk, then by path."""
     if record.status == SUCCESS:
         return (0, _RISK_ORDER.get(record.risk_level, 3), record.path)
-    order = {FAILURE: 1, CANCELLED: 2, SKIPPED: 3}.get(record.status, 4)
+    order = {FAILURE: 1, ERROR: 1, CANCELLED: 2, SKIPPED: 3}.get(record.status, 4)
     return (order, 0, record.path)

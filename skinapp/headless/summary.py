@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from skinapp.headless.progress import format_duration
-from skinapp.headless.records import FAILURE, SKIPPED, SUCCESS, Record, sort_key
+from skinapp.headless.records import ERROR, FAILURE, SKIPPED, SUCCESS, Record, sort_key
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def summarize(
         by_status=dict(Counter(r.status for r in records)),
         by_risk={level: risks.get(level, 0) for level in RISK_LEVELS},
         flagged=[r for r in ordered if r.flagged],
-        failed=[r for r in ordered if r.status == FAILURE],
+        failed=[r for r in ordered if r.status in (FAILURE, ERROR)],
         analysed=analysed,
         resumed=resumed,
         elapsed=elapsed,

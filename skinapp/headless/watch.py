@@ -51,6 +51,7 @@ class WatchOptions:
     max_in_flight: int = 3
     batch_max_images: int = 50
     max_bytes: int = 25 * 1024 * 1024
+    retry_for: float = 60.0  # how long an unreachable API is retried before the round ends
     fields: tuple[tuple[str, Any], ...] = ()
 
 
@@ -111,9 +112,10 @@ class HotFolder:
         logger.info("watching %s (results in %s)", self.options.folder, self.options.out_dir)
         while not self.stop.is_set():
             ready = self.scan()
+            handled = len(self.state.entries)
             if ready:
                 self.process(ready[: self.options.max_per_round])
-            else:
+            if len(self.state.entries) == handled:  # idle, or the stack is failing: pause
                 self.stop.wait(self.options.interval)
 
     # --- scanning ---------------------------------------------------------------------
@@ -186,12 +188,16 @@ class HotFolder:
             analysis=o.analysis,
             batch_max_images=o.batch_max_images,
             max_in_flight=o.max_in_flight,
+            retry_for=o.retry_for,
             fields=o.fields,
         )
         Engine(self.client, engine_options, stop=self.stop, on_outcome=self._on_outcome).run(images)
 
     def _on_outcome(self, outcome: Outcome) -> None:
-        if outcome.status == rec.CANCELLED:  # stopped: sent again on the next start
+        if outcome.status in (rec.CANCELLED, rec.ERROR):  # not the file's fault: sent again
+            logger.warning(
+                "%s not analysed: %s", outcome.image.path.name, outcome.error or "stopped"
+            )
             return
         image, analysis = outcome.image, self.options.analysis
         if outcome.status == rec.SUCCESS and outcome.result is not None:

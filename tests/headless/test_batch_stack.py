@@ -15,7 +15,8 @@ from tests.headless.folders import mixed_tree, write
 from tests.headless.procs import LineReader, cli_env, run_cli, started_cli
 from tests.utils.images import lesion_jpeg
 
-pytestmark = [pytest.mark.stack, pytest.mark.slow]
+# generous: a shared, busy machine can take minutes where an idle one takes seconds
+pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(600)]
 
 OPEN_STATES = {"PENDING", "STARTED", "PROGRESS", "RETRY"}
 

@@ -105,9 +105,12 @@ def test_csv_has_one_header_and_the_documented_columns(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*tmp"))  # the temporary file was renamed away
 
 
-def test_cancelled_rows_are_sent_again() -> None:
+def test_cancelled_and_stack_error_rows_are_sent_again() -> None:
     cancelled = rec.failed("x.jpg", "9" * 64, "dermoscopy", "cancelled", status=rec.CANCELLED)
-    assert reported_outcomes([cancelled]) == {}
+    down = rec.failed("y.jpg", "8" * 64, "dermoscopy", "cannot reach the API", status=rec.ERROR)
+    assert reported_outcomes([cancelled, down]) == {}
+    summary = summarize([cancelled, down], analysed=1, resumed=0, elapsed=1.0)
+    assert [r.path for r in summary.failed] == ["y.jpg"]  # counts for exit code 1
 
 
 def test_bad_report_path_and_broken_report(tmp_path: Path) -> None:

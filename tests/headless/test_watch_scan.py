@@ -130,3 +130,20 @@ def test_out_dir_must_not_be_the_watched_folder(folders: tuple[Path, Path]) -> N
         check_watch_dirs(folders[0], folders[0])
     with pytest.raises(ConfigError):
         check_watch_dirs(folders[0] / "missing", folders[1])
+
+
+def test_a_file_the_stack_could_not_take_is_tried_again_later(folders: tuple[Path, Path]) -> None:
+    write(folders[0] / "a.jpg", lesion_jpeg())
+    write(folders[0] / "notes.jpg", b"not a photo")
+    client = Client("http://127.0.0.1:9", None)  # the API is down
+    options = WatchOptions(folders[0], folders[1], settle=2.0, retry_for=0)
+    hot = HotFolder(client, options, clock=Clock())
+    folders[1].mkdir()
+    hot.process(["a.jpg", "notes.jpg"])
+    assert set(hot.state.entries) == {"notes.jpg"}  # the bad file is handled for good
+    assert json.loads((folders[1] / "notes.jpg.json").read_text())["status"] == "SKIPPED"
+    assert not (folders[1] / "a.jpg.json").exists()
+    restarted = _hot(folders, Clock())
+    restarted.scan()
+    restarted.clock.now += 3  # type: ignore[attr-defined]
+    assert restarted.scan() == ["a.jpg"]

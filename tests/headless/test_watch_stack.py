@@ -17,7 +17,8 @@ from tests.headless.folders import write
 from tests.headless.procs import LineReader, cli_env, started_cli
 from tests.utils.images import lesion_jpeg
 
-pytestmark = [pytest.mark.stack, pytest.mark.slow]
+# generous: a shared, busy machine can take minutes where an idle one takes seconds
+pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 def _wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
