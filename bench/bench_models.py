@@ -21,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,15 +31,24 @@ logger = logging.getLogger(__name__)
 TARGETS = {"full-classify": 150.0, "batch-skin-check (50)": 5000.0}
 
 
-def median_ms(fn: Callable[[], object], runs: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
+def paired(
+    pipeline: Callable[[], object], parts: list[Callable[[], object]], runs: int, warmup: int = 2
+) -> tuple[float, float]:
+    """Median ms of `pipeline` and the sum of the medians of its floor `parts`.
+
+    Each round times the pipeline and then every part, so a change in the machine's load
+    (it is shared) hits both sides of the ratio alike.
+    """
+    for fn in [pipeline, *parts] * warmup:
         fn()
-    times = []
+    times: list[list[float]] = [[] for _ in range(len(parts) + 1)]
     for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+        for slot, fn in enumerate([pipeline, *parts]):
+            start = time.perf_counter()
+            fn()
+            times[slot].append((time.perf_counter() - start) * 1000)
+    medians = [statistics.median(t) for t in times]
+    return medians[0], sum(medians[1:])
 
 
 def make_checkpoints(models_dir: Path, arch: str, size: int) -> None:
@@ -104,81 +114,86 @@ def slide_jpeg(size: tuple[int, int] = (2048, 1536)) -> bytes:
     return buf.getvalue()
 
 
-def bench(runs: int) -> list[tuple[str, float, float]]:
+Row = tuple[str, float, float]  # analysis, median ms, floor ms
+
+
+def bench(runs: int) -> list[Row]:
     from skinapp.config import get_settings
-    from skinapp.models import analyze, dermoscopy, histopathology
     from skinapp.models.classifier import get_classifier
-    from skinapp.models.imaging import decode_image
 
     limit = get_settings().max_image_pixels
     photos = camera_jpegs(10)
-    photo, slide = photos[0], slide_jpeg()
     models = {task: get_classifier(task) for task in ("binary", "lesion", "burn")}
-    decoded = decode_image(photo, limit)
-    decode = median_ms(lambda: decode_image(photo, limit), runs)
-    fwd = {
-        task: median_ms(lambda m=m: m.predict_batch(m.to_batch([decoded.image])), runs)
-        for task, m in models.items()
-    }
-    rgb = decoded.to_array()
-    derm_core = median_ms(
-        lambda: dermoscopy.score_lesion(rgb, *dermoscopy.segment_lesion(rgb)), runs
-    )
-    full_slide = decode_image(slide, limit, full_resolution=True)
-    slide_decode = median_ms(
-        lambda: decode_image(slide, limit, full_resolution=True), max(3, runs // 4)
-    )
-    histo_core = median_ms(
-        lambda: histopathology.measure_slide(full_slide.image, None, lambda i, n: None),
-        max(3, runs // 4),
-        warmup=1,
-    )
-    rows = [
-        (
-            "binary-classify",
-            median_ms(lambda: analyze("binary-classify", [photo]), runs),
-            decode + fwd["binary"],
-        ),
-        (
-            "full-classify",
-            median_ms(lambda: analyze("full-classify", [photo]), runs),
-            decode + fwd["binary"] + fwd["lesion"],
-        ),
-        (
-            "burn-classify",
-            median_ms(lambda: analyze("burn-classify", [photo]), runs),
-            decode + fwd["burn"],
-        ),
-        ("dermoscopy", median_ms(lambda: analyze("dermoscopy", [photo]), runs), decode + derm_core),
-        (
-            "histopathology (2048x1536)",
-            median_ms(lambda: analyze("histopathology", [slide]), max(3, runs // 4), warmup=1),
-            slide_decode + histo_core,
-        ),
-    ]
+    rows = classifier_rows(photos[0], models, limit, runs)
+    rows += classical_rows(photos[0], slide_jpeg(), limit, runs)
     rows.append(batch_row(photos, models, limit, max(3, runs // 4)))
     return rows
 
 
-def batch_row(
-    photos: list[bytes], models: dict[str, object], limit: int, runs: int
-) -> tuple[str, float, float]:
+def classifier_rows(photo: bytes, models: dict[str, Any], limit: int, runs: int) -> list[Row]:
+    from skinapp.models import analyze
+    from skinapp.models.imaging import decode_image
+
+    image = decode_image(photo, limit).image
+
+    def decode() -> object:
+        return decode_image(photo, limit)
+
+    def forward(task: str) -> Callable[[], object]:
+        m = models[task]
+        return lambda: m.predict_batch(m.to_batch([image]))
+
+    uses = {
+        "binary-classify": ["binary"],
+        "full-classify": ["binary", "lesion"],
+        "burn-classify": ["burn"],
+    }
+    return [
+        (kind, *paired(lambda k=kind: analyze(k, [photo]), [decode, *map(forward, tasks)], runs))
+        for kind, tasks in uses.items()
+    ]
+
+
+def classical_rows(photo: bytes, slide: bytes, limit: int, runs: int) -> list[Row]:
+    from skinapp.models import analyze, dermoscopy, histopathology
+    from skinapp.models.imaging import decode_image
+
+    rgb = decode_image(photo, limit).to_array()
+    slide_image = decode_image(slide, limit, full_resolution=True).image
+    derm_parts: list[Callable[[], object]] = [
+        lambda: decode_image(photo, limit),
+        lambda: dermoscopy.score_lesion(rgb, *dermoscopy.segment_lesion(rgb)),
+    ]
+    histo_parts: list[Callable[[], object]] = [
+        lambda: decode_image(slide, limit, full_resolution=True),
+        lambda: histopathology.measure_slide(slide_image, None, lambda i, n: None),
+    ]
+    few = max(3, runs // 4)
+    return [
+        ("dermoscopy", *paired(lambda: analyze("dermoscopy", [photo]), derm_parts, runs)),
+        (
+            "histopathology (2048x1536)",
+            *paired(lambda: analyze("histopathology", [slide]), histo_parts, few, 1),
+        ),
+    ]
+
+
+def batch_row(photos: list[bytes], models: dict[str, Any], limit: int, runs: int) -> Row:
     from skinapp.models import analyze
     from skinapp.models.imaging import decode_image
 
     batch = [photos[i % len(photos)] for i in range(50)]
-    decodes = median_ms(lambda: [decode_image(data, limit) for data in batch], runs, warmup=1)
     images = [decode_image(data, limit).image for data in batch]
-    forwards = 0.0
-    for task in ("binary", "lesion"):
-        m = models[task]
-        tensor = m.to_batch(images)  # type: ignore[attr-defined]
-        forwards += median_ms(lambda m=m, t=tensor: m.predict_batch(t), runs, warmup=1)  # type: ignore[attr-defined]
-    total = median_ms(lambda: analyze("batch-skin-check", batch), runs, warmup=1)
-    return ("batch-skin-check (50)", total, decodes + forwards)
+    tensors = {task: models[task].to_batch(images) for task in ("binary", "lesion")}
+    parts: list[Callable[[], object]] = [lambda: [decode_image(data, limit) for data in batch]]
+    parts += [lambda t=t: models[t].predict_batch(tensors[t]) for t in ("binary", "lesion")]
+    return (
+        "batch-skin-check (50)",
+        *paired(lambda: analyze("batch-skin-check", batch), parts, runs, warmup=1),
+    )
 
 
-def print_table(rows: list[tuple[str, float, float]], header: str) -> None:
+def print_table(rows: list[Row], header: str) -> None:
     print(header)
     print(f"{'analysis':<28} {'median ms':>10} {'floor ms':>10} {'ratio':>6} {'target ms':>10}")
     for name, value, floor in rows:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -91,7 +92,9 @@ def _models_dir(args: argparse.Namespace) -> Path:
 def cmd_list(args: argparse.Namespace) -> int:
     from skinapp.models.checkpoints import list_checkpoints
 
-    rows = [("TASK", "NAME", "VERSION", "INTENDED USE", "ACCURACY", "IN USE", "PATH")]
+    rows: list[tuple[str, ...]] = [
+        ("TASK", "NAME", "VERSION", "INTENDED USE", "ACCURACY", "IN USE", "PATH")
+    ]
     seen: set[str] = set()
     for ckpt in list_checkpoints(_models_dir(args)):
         accuracy = ckpt.card.get("metrics", {}).get("accuracy")
@@ -159,6 +162,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    _calm_openmp()
     from skinapp.models.trainer import TrainRequest, train_checkpoint
 
     request = TrainRequest(
@@ -195,7 +199,14 @@ def _progress_bar(done: int, total: int, loss: float) -> None:
     sys.stderr.flush()
 
 
+def _calm_openmp() -> None:
+    # Set before torch loads: waiting OpenMP threads sleep instead of spinning, which keeps
+    # training usable on a machine whose cores are busy with the stack (measured 3-15x).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def cmd_ensure_demo(args: argparse.Namespace) -> int:
+    _calm_openmp()
     from skinapp.models.demo import ensure_demo_checkpoints
 
     target = _models_dir(args)

@@ -9,6 +9,7 @@ items done so far with `stopped: true`.
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -85,6 +86,33 @@ def _run_chunk(
     lesion: LoadedClassifier,
     steps: Steps,
 ) -> list[dict[str, Any]]:
+    started = time.perf_counter()
+    prepared, errors = _collect(chunk, futures)
+    ok = sorted(prepared)
+    p_binary = _forward(binary, [prepared[i] for i in ok])
+    p_lesion = _forward(lesion, [prepared[i] for i in ok])
+    share = round((time.perf_counter() - started) / len(chunk), 4)  # this chunk's time per image
+    out = []
+    for i in chunk:
+        steps.report(i, f"Analysing image {i + 1} of {len(images)}")
+        if i in errors:
+            out.append(_failure(i, images[i], errors[i]))
+            continue
+        row, p = ok.index(i), prepared[i]
+        result = assemble_full(
+            p.decoded, p.quality, opts, (binary, p_binary[row]), (lesion, p_lesion[row])
+        )
+        result["processing_time"] = share
+        out.append(
+            {"index": i, "image_sha256": p.decoded.sha256, "status": "SUCCESS", "result": result}
+        )
+    return out
+
+
+def _collect(
+    chunk: list[int], futures: list[Future[Prepared]]
+) -> tuple[dict[int, Prepared], dict[int, str]]:
+    """Wait for the chunk's decodes; a bad image becomes an error message, not an exception."""
     prepared: dict[int, Prepared] = {}
     errors: dict[int, str] = {}
     for i in chunk:
@@ -92,31 +120,11 @@ def _run_chunk(
             prepared[i] = futures[i].result()
         except InvalidImage as exc:
             errors[i] = str(exc)
-    ok = sorted(prepared)
-    p_binary = _forward(binary, [prepared[i] for i in ok])
-    p_lesion = _forward(lesion, [prepared[i] for i in ok])
-    out = []
-    for i in chunk:
-        steps.report(i, f"Analysing image {i + 1} of {len(images)}")
-        if i in errors:
-            out.append(
-                {
-                    "index": i,
-                    "image_sha256": sha256_hex(images[i]),
-                    "status": "FAILURE",
-                    "error": errors[i],
-                }
-            )
-            continue
-        row = ok.index(i)
-        p = prepared[i]
-        result = assemble_full(
-            p.decoded, p.quality, opts, (binary, p_binary[row]), (lesion, p_lesion[row])
-        )
-        out.append(
-            {"index": i, "image_sha256": p.decoded.sha256, "status": "SUCCESS", "result": result}
-        )
-    return out
+    return prepared, errors
+
+
+def _failure(index: int, data: bytes, error: str) -> dict[str, Any]:
+    return {"index": index, "image_sha256": sha256_hex(data), "status": "FAILURE", "error": error}
 
 
 def _forward(model: LoadedClassifier, prepared: list[Prepared]) -> np.ndarray:

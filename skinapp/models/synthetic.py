@@ -374,7 +374,9 @@ def synthetic_slide(
         r = radius * rng.uniform(0.85, 1.15)
         colour = tuple(int(v) for v in _jitter(rng, (82, 52, 140), 12))
         draw.ellipse((x - r, y - r, x + r, y + r), fill=colour)
-    img = np.asarray(canvas).astype(np.float32) + (rng.random((h, w, 3), dtype=np.float32) - 0.5) * 14
+    img = (
+        np.asarray(canvas).astype(np.float32) + (rng.random((h, w, 3), dtype=np.float32) - 0.5) * 14
+    )
     return np.clip(img, 0, 255).astype(np.uint8), np.array(centres, dtype=np.float64).reshape(-1, 2)
 
 

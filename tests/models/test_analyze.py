@@ -240,3 +240,16 @@ def test_describe_device_on_cpu(demo_models: Path) -> None:
     info = describe_device()
     assert info["kind"] == "cpu" and info["name"]
     assert 0 < info["memory_used_mb"] < info["memory_total_mb"]
+
+
+def test_warm_up_loads_every_installed_classifier(own_models: Path) -> None:
+    import shutil
+
+    from skinapp.models import warm_up
+    from skinapp.models.classifier import _CACHE, clear_cache
+
+    clear_cache()
+    shutil.rmtree(own_models / "demo-burn")  # a missing task is logged, not raised
+    warm_up()
+    assert sorted(_CACHE) == ["binary", "lesion"]
+    assert all(m.checkpoint.path.parent == own_models for m in _CACHE.values())

@@ -64,3 +64,19 @@ def test_ensure_keeps_a_non_demo_checkpoint(tmp_path: Path, demo_models_dir: Pat
     ensure_demo_checkpoints(tmp_path, lines.append)
     assert lines == []
     assert json.loads(card_path.read_text())["intended_use"] == "research"
+
+
+def test_training_is_reproducible_with_fixed_seeds() -> None:
+    import torch
+
+    from skinapp.models import training
+
+    def run() -> dict[str, torch.Tensor]:
+        x, y = synthetic.make_dataset("burn", list(synthetic.BURN_RULES), 6, 32, seed=3)
+        images = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
+        config = training.TrainConfig("shufflenet_v2_x0_5", 32, epochs=1, seed=3)
+        batches = training.tensor_batches(images, torch.from_numpy(y), 8, 3, True)
+        return training.train(config, 4, batches, 3).state_dict()
+
+    first, second = run(), run()
+    assert all(torch.equal(first[k], second[k]) for k in first)
