@@ -52,14 +52,18 @@ class Settings(BaseSettings):
 
     # --- the seed's names, as written -------------------------------------------------
     redis_url: str | None = Field(default=None, validation_alias=_alias("REDIS_URL"))
-    celery_broker_url: str | None = Field(default=None, validation_alias=_alias("CELERY_BROKER_URL"))
+    celery_broker_url: str | None = Field(
+        default=None, validation_alias=_alias("CELERY_BROKER_URL")
+    )
     celery_result_backend: str | None = Field(
         default=None, validation_alias=_alias("CELERY_RESULT_BACKEND")
     )
     celery_task_soft_time_limit: int = Field(
         default=120, ge=1, validation_alias=_alias("CELERY_TASK_SOFT_TIME_LIMIT")
     )
-    celery_task_time_limit: int = Field(default=180, ge=1, validation_alias=_alias("CELERY_TASK_TIME_LIMIT"))
+    celery_task_time_limit: int = Field(
+        default=180, ge=1, validation_alias=_alias("CELERY_TASK_TIME_LIMIT")
+    )
     celery_worker_concurrency: int = Field(
         default=2, ge=1, le=64, validation_alias=_alias("CELERY_WORKER_CONCURRENCY")
     )
@@ -77,6 +81,7 @@ class Settings(BaseSettings):
     server_port: int = Field(default=0, ge=0, le=65535)  # 0: any free port
     flower_port: int = Field(default=5555, ge=0, le=65535)
     device: str = "auto"
+    torch_threads: int | None = Field(default=None, ge=1, le=256)  # None: torch's default
     batch_max_images: int = Field(default=50, ge=1, le=500)
     batch_concurrency: int = Field(default=1, ge=1, le=64)
     max_upload_mb: float = Field(default=25.0, gt=0)

@@ -25,6 +25,7 @@ def resolve_device(setting: str | None = None) -> torch.device:
     """auto|cpu|cuda|cuda:N|mps -> a torch.device that exists on this machine."""
     import torch
 
+    _apply_thread_limit(torch)
     wanted = (setting or get_settings().device).lower()
     if wanted == "cpu":
         return torch.device("cpu")
@@ -42,6 +43,13 @@ def resolve_device(setting: str | None = None) -> torch.device:
             raise ConfigError("SKINAPP_DEVICE=mps but Apple's MPS is not available here.")
         return torch.device("mps")
     raise ConfigError(f"Unknown SKINAPP_DEVICE {wanted!r}.")
+
+
+def _apply_thread_limit(torch_module: object) -> None:
+    """`SKINAPP_TORCH_THREADS` caps torch's CPU threads (a worker sets it per pool process)."""
+    threads = get_settings().torch_threads
+    if threads is not None and torch_module.get_num_threads() != threads:  # type: ignore[attr-defined]
+        torch_module.set_num_threads(threads)  # type: ignore[attr-defined]
 
 
 def describe_device() -> dict[str, object]:
