@@ -66,3 +66,23 @@ def client(stack: object) -> Iterator[object]:
 
     with Client(stack.api_url, stack.admin_token) as c:  # type: ignore[attr-defined]
         yield c
+
+
+@pytest.fixture(scope="session")
+def valkey_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private valkey-server (no stack) for unit tests of the job index, claims and tokens."""
+    from tests.tasks.helpers import valkey_server
+
+    with valkey_server(tmp_path_factory.mktemp("valkey")) as url:
+        yield url
+
+
+@pytest.fixture
+def rclient(valkey_url: str) -> Iterator[object]:
+    """A client of that server, emptied for each test."""
+    import redis
+
+    client = redis.Redis.from_url(valkey_url, decode_responses=True, socket_timeout=5)
+    client.flushall()
+    yield client
+    client.close()

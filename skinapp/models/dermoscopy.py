@@ -10,7 +10,6 @@ D (1-5) are scored as described per function, and TDS = 1.3A + 0.1B + 0.5C + 0.5
 
 from __future__ import annotations
 
-import hashlib
 import logging
 
 import numpy as np
@@ -18,6 +17,7 @@ from scipy import ndimage
 from skimage import color, filters, measure, morphology
 
 from skinapp.errors import InvalidImage
+from skinapp.models.results import method_card
 
 logger = logging.getLogger(__name__)
 
@@ -27,13 +27,7 @@ METHOD = (
     "<= max(3 px, 10% of the equivalent radius); C: six dermoscopic colours covering >= 5%; "
     "D: structureless areas, dots, globules, network, streaks); TDS = 1.3A + 0.1B + 0.5C + 0.5D."
 )
-METHOD_INFO = {
-    "name": "skinapp-dermoscopy-abcd-tds",
-    "version": "1",
-    "sha256": hashlib.sha256(METHOD.encode()).hexdigest(),
-    "intended_use": "research",
-    "task": "dermoscopy",
-}
+METHOD_INFO = method_card("skinapp-dermoscopy-abcd-tds", "dermoscopy", METHOD)
 
 ASYMMETRY_THRESHOLD = 0.10
 MIN_LESION_FRACTION = 0.002

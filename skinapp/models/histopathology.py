@@ -9,7 +9,6 @@ A nucleus belongs to the tile whose core holds its centroid, so none counts twic
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +18,8 @@ from PIL import Image
 from scipy import ndimage
 from skimage import color, feature, filters, segmentation
 
+from skinapp.models.results import method_card
+
 logger = logging.getLogger(__name__)
 
 METHOD = (
@@ -26,13 +27,7 @@ METHOD = (
     "luminance < 0.85 or saturation > 0.08; nuclei = haematoxylin > global Otsu within tissue, "
     "split by distance-transform watershed; 1024 px tiles with margins."
 )
-METHOD_INFO = {
-    "name": "skinapp-histopathology-nuclei",
-    "version": "1",
-    "sha256": hashlib.sha256(METHOD.encode()).hexdigest(),
-    "intended_use": "research",
-    "task": "histopathology",
-}
+METHOD_INFO = method_card("skinapp-histopathology-nuclei", "histopathology", METHOD)
 
 TILE = 1024
 DEFAULT_NUCLEUS_RADIUS_PX = 6.0

@@ -5,6 +5,7 @@ Everything returned is plain JSON: str, int, float (finite), bool, None, list, d
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import Any
 
@@ -118,4 +119,16 @@ def apply_multimodal(
     return adjusted, {
         "applied": True,
         "reason": f"body-site priors for {opts.body_location!r} from {source}",
+    }
+
+
+def method_card(name: str, task: str, method: str, version: str = "1") -> dict[str, str]:
+    """The `model` block of a classical method: the sha256 of its description stands in for
+    the weights a classifier would have, so a changed method shows as a changed model."""
+    return {
+        "name": name,
+        "version": version,
+        "sha256": hashlib.sha256(method.encode()).hexdigest(),
+        "intended_use": "research",
+        "task": task,
     }

@@ -108,10 +108,10 @@ class WorkerProcess(ManagedProcess):
         return self.hostname in (body.get("workers") or [])
 
 
-class ApiProcess(ManagedProcess):
-    """The FastAPI service under uvicorn; ready when `GET /jobs/health` answers."""
+class HttpChild(ManagedProcess):
+    """A child that serves HTTP on `host:port` (the API, Flower); probed on loopback."""
 
-    stop_timeout = 8.0
+    child_name = ""
 
     def __init__(
         self,
@@ -123,7 +123,7 @@ class ApiProcess(ManagedProcess):
         cwd: Path,
         spawn: Spawner = direct_spawn,
     ) -> None:
-        super().__init__("api", log_path, env, cwd, spawn)
+        super().__init__(self.child_name, log_path, env, cwd, spawn)
         self.host = host
         self.port = port
 
@@ -132,35 +132,23 @@ class ApiProcess(ManagedProcess):
         return f"http://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
-        return skinapp_command("_api", "--host", self.host, "--port", str(self.port))
+        return skinapp_command("_" + self.child_name, "--host", self.host, "--port", str(self.port))
+
+
+class ApiProcess(HttpChild):
+    """The FastAPI service under uvicorn; ready when `GET /jobs/health` answers."""
+
+    child_name = "api"
+    stop_timeout = 8.0
 
     def ready(self) -> bool:
         return self.is_alive() and probes.health(self.local_url, timeout=1.0) is not None
 
 
-class FlowerProcess(ManagedProcess):
+class FlowerProcess(HttpChild):
     """The seed's optional Celery dashboard; ready when its HTTP port answers."""
 
-    def __init__(
-        self,
-        *,
-        host: str,
-        port: int,
-        log_path: Path,
-        env: Mapping[str, str],
-        cwd: Path,
-        spawn: Spawner = direct_spawn,
-    ) -> None:
-        super().__init__("flower", log_path, env, cwd, spawn)
-        self.host = host
-        self.port = port
-
-    @property
-    def local_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def command(self) -> list[str]:
-        return skinapp_command("_flower", "--host", self.host, "--port", str(self.port))
+    child_name = "flower"
 
     def ready(self) -> bool:
         status, _ = probes.http_get_json(self.local_url + "/healthcheck", timeout=1.0)

@@ -101,14 +101,10 @@ def _on_worker_shutdown(**_: Any) -> None:
 
 def _warm_up(ctx: context.WorkerContext) -> None:
     try:
-        import skinapp.models as models
+        from skinapp.models import describe_device, warm_up
 
-        warm_up = getattr(models, "warm_up", None)
-        if warm_up is not None:
-            warm_up()
-        describe = getattr(models, "describe_device", None)
-        device = describe() if describe is not None else cpu_device()
-        ctx.redis.hset(keys.worker_info(ctx.hostname), "device", json.dumps(device))
+        warm_up()
+        ctx.redis.hset(keys.worker_info(ctx.hostname), "device", json.dumps(describe_device()))
     except Exception:  # a failed warm-up shows in the first job's error, with its cause
         logger.exception("model warm-up failed in pool child %d", os.getpid())
 

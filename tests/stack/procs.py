@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TypeVar
 
 import psutil
 
-T = TypeVar("T")
+from tests.tasks.helpers import wait_for
+
+__all__ = ["wait_for"]
 
 
 def descendants(pid: int) -> list[psutil.Process]:
@@ -34,18 +35,6 @@ def _alive(proc: psutil.Process) -> bool:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
-
-
-def wait_for(predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.1) -> T:
-    """Poll `predicate` until it returns something truthy; fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(interval)
 
 
 def processes_of(data_dir: Path) -> list[psutil.Process]:
