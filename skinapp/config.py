@@ -87,7 +87,9 @@ class Settings(BaseSettings):
     max_upload_mb: float = Field(default=25.0, gt=0)
     max_image_pixels: int = Field(default=120_000_000, ge=1)
     result_ttl_days: float = Field(default=30.0, gt=0)
-    worker_max_tasks_per_child: int = Field(default=50, ge=1)
+    # Each recycled pool process reloads torch and the models (seconds): at the seed's 50, 100
+    # single-image jobs ran 3.5x slower. Lower it (the seed's remedy) if workers leak memory.
+    worker_max_tasks_per_child: int = Field(default=1000, ge=1)
     start_timeout: float = Field(default=60.0, gt=0)
     api_token: str | None = None  # a client's token when it is not the local admin
     api_url: str | None = None  # a client's API when it is not the local stack

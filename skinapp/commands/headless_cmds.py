@@ -43,7 +43,7 @@ def _common(parser: argparse.ArgumentParser, default_analysis: str) -> None:
         "--max-in-flight",
         type=int,
         metavar="N",
-        help="jobs on the stack at once (default: worker slots + 1)",
+        help="jobs on the stack at once (default: twice the worker slots + 1)",
     )
 
 

