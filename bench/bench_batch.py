@@ -2,6 +2,11 @@
 in one process, in the same run, on the same images. Prints a table and the ratio.
 
     python bench/bench_batch.py [--images 100] [--analysis batch-skin-check] [--repeat 2]
+                                [--size 4000x3000] [--timing-checkpoints]
+
+`--size` makes camera-sized JPEGs; `--timing-checkpoints` swaps the small demo classifiers
+for the real-checkpoint default architecture (MobileNetV3-Large at 224 px, one epoch on
+synthetic images, labelled demo: for timing only), as `bench_models.py` does.
 
 Target (issue 5): the queue path within 1.3x of in-process. Both sides are warmed first
 (models loaded) and the two paths alternate, so a load change on a shared machine hits both;
@@ -48,9 +53,11 @@ def make_image(seed: int, size: tuple[int, int] = (320, 240)) -> bytes:
     return buf.getvalue()
 
 
-def write_images(folder: Path, count: int, first_seed: int) -> list[bytes]:
+def write_images(
+    folder: Path, count: int, first_seed: int, size: tuple[int, int] = (320, 240)
+) -> list[bytes]:
     folder.mkdir(parents=True, exist_ok=True)
-    images = [make_image(first_seed + i) for i in range(count)]
+    images = [make_image(first_seed + i, size) for i in range(count)]
     for i, data in enumerate(images):
         (folder / f"img_{i:04d}.jpg").write_bytes(data)
     return images
@@ -230,12 +237,25 @@ def main() -> int:
         help="OMP_NUM_THREADS for the stack's workers only (two busy workers with the "
         "default thread count spin against each other on a small machine)",
     )
+    parser.add_argument("--size", default="320x240", help="image size WxH, e.g. 4000x3000")
+    parser.add_argument(
+        "--timing-checkpoints",
+        action="store_true",
+        help="MobileNetV3-Large timing checkpoints instead of the demo classifiers",
+    )
     args = parser.parse_args()
+    size = tuple(int(v) for v in args.size.lower().split("x"))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as name:
         tmp = Path(name)
-        settings = bench_settings(tmp, args.models_dir)
-        images = write_images(tmp / "images", args.images, first_seed=1)
+        models_dir = args.models_dir
+        if args.timing_checkpoints:
+            from bench_models import make_checkpoints  # this folder is on sys.path
+
+            models_dir = tmp / "models"
+            make_checkpoints(models_dir, "mobilenet_v3_large", 224)
+        settings = bench_settings(tmp, models_dir)
+        images = write_images(tmp / "images", args.images, first_seed=1, size=size)  # type: ignore[arg-type]
         times = measure(
             tmp, settings, args.analysis, images, max(1, args.repeat), args.worker_threads
         )
