@@ -124,9 +124,12 @@ def assemble_full(
         results.class_block(l_model.class_ids, l_model.classes, p_lesion), l_info
     )
     result = results.base_result("full-classify", decoded, quality, [l_info, b_info], opts)
+    # Without a lesion, the finding is "No lesion": a lesion type read off plain skin would
+    # put a confident "Melanocytic nevus" into reports and CSV rows.
+    headline = l_block if b_block["is_lesion"] else b_block
     result.update(
         {
-            k: l_block[k]
+            k: headline[k]
             for k in (
                 "predicted_class",
                 "predicted_label",
@@ -142,7 +145,7 @@ def assemble_full(
     else:
         result.update(risk_level="low", recommendation=risk.BINARY_RECOMMENDATIONS["low"])
         result["warnings"].append(
-            "No lesion detected; the lesion-type reading is shown for completeness only."
+            "No lesion detected; the lesion-type reading (lesion_type) is shown for completeness only."
         )
     return result
 

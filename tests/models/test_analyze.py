@@ -253,3 +253,18 @@ def test_warm_up_loads_every_installed_classifier(own_models: Path) -> None:
     warm_up()
     assert sorted(_CACHE) == ["binary", "lesion"]
     assert all(m.checkpoint.path.parent == own_models for m in _CACHE.values())
+
+
+def test_full_classify_of_plain_skin_reports_no_lesion_not_a_lesion_type(demo_models: Path) -> None:
+    import numpy as np
+
+    from skinapp.models import synthetic
+
+    # Plain skin from the generator's own "no lesion" rule, which the demo binary model learned.
+    rgb = synthetic.render_sample("binary", "no_lesion", np.random.default_rng(7), 256)
+    result = analyze("full-classify", [factories.jpeg_of(np.asarray(rgb))])
+    assert result["binary"]["is_lesion"] is False
+    assert (result["predicted_class"], result["predicted_label"]) == ("no_lesion", "No lesion")
+    assert result["confidence"] == result["binary"]["confidence"]
+    assert result["risk_level"] == "low"
+    assert result["lesion_type"]["predicted_class"] in {"akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"}
