@@ -56,7 +56,9 @@ def _error_for(response: httpx.Response) -> errors.SkinappError:
         )
     message = str(detail or response.reason_phrase or f"HTTP {response.status_code}")
     code = body.get("code") if isinstance(body, dict) else None
-    cls = _CODE_ERRORS.get(code or "") or _STATUS_ERRORS.get(response.status_code, errors.SkinappError)
+    cls = _CODE_ERRORS.get(code or "") or _STATUS_ERRORS.get(
+        response.status_code, errors.SkinappError
+    )
     err = cls(message)
     err.http_status = response.status_code  # type: ignore[misc]
     return err
@@ -110,9 +112,13 @@ class Client:
         try:
             response = self._http.request(method, url, **kwargs)
         except httpx.TimeoutException as exc:
-            raise errors.ApiUnavailable(f"the skinapp API at {self.base_url} did not answer in time") from exc
+            raise errors.ApiUnavailable(
+                f"the skinapp API at {self.base_url} did not answer in time"
+            ) from exc
         except httpx.TransportError as exc:
-            raise errors.ApiUnavailable(f"cannot reach the skinapp API at {self.base_url}: {exc}") from exc
+            raise errors.ApiUnavailable(
+                f"cannot reach the skinapp API at {self.base_url}: {exc}"
+            ) from exc
         if response.status_code >= 400:
             raise _error_for(response)
         return response
@@ -132,7 +138,12 @@ class Client:
         return self._json("POST", f"/jobs/submit/{analysis}", files=parts, data=data)
 
     def analyze_sync(
-        self, analysis: str, files: Upload | Iterable[Upload], *, timeout: float = 300.0, **fields: Any
+        self,
+        analysis: str,
+        files: Upload | Iterable[Upload],
+        *,
+        timeout: float = 300.0,
+        **fields: Any,
     ) -> dict[str, Any]:
         """The sync twin (`POST /full_classify/`, ...): waits and returns the result itself."""
         uploads = [files] if isinstance(files, (str, Path, tuple)) else list(files)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import platformdirs
@@ -25,10 +26,8 @@ def cache_dir() -> Path:
 def ensure_private_dir(path: Path) -> Path:
     """Create `path` (and parents) readable by this user only."""
     path.mkdir(parents=True, exist_ok=True)
-    try:
+    with contextlib.suppress(OSError):  # a shared dir we do not own: leave its mode alone
         path.chmod(0o700)
-    except OSError:  # a shared dir we do not own: leave its mode alone
-        pass
     return path
 
 

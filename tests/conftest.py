@@ -17,7 +17,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 # Set before anything imports Qt or reads settings.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-for _name in ("REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "SKINAPP_API_URL", "SKINAPP_API_TOKEN"):
+for _name in (
+    "REDIS_URL",
+    "CELERY_BROKER_URL",
+    "CELERY_RESULT_BACKEND",
+    "SKINAPP_API_URL",
+    "SKINAPP_API_TOKEN",
+):
     os.environ.pop(_name, None)
 
 

@@ -11,7 +11,11 @@ from skinapp.errors import ConfigError
 
 
 def test_defaults_match_the_seed(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("CELERY_TASK_SOFT_TIME_LIMIT", "CELERY_TASK_TIME_LIMIT", "CELERY_WORKER_CONCURRENCY"):
+    for name in (
+        "CELERY_TASK_SOFT_TIME_LIMIT",
+        "CELERY_TASK_TIME_LIMIT",
+        "CELERY_WORKER_CONCURRENCY",
+    ):
         monkeypatch.delenv(name, raising=False)
     s = load_settings()
     assert (s.celery_task_soft_time_limit, s.celery_task_time_limit) == (120, 180)

@@ -28,6 +28,16 @@ def test_http_codes_of_the_design() -> None:
 
 
 def test_sse_parser_joins_data_lines_and_skips_comments_and_garbage() -> None:
-    lines = [": keep-alive", "", "data: {\"job_id\": \"a\",", "data: \"status\": \"PROGRESS\"}", "",
-             "data: not json", "", "event: x", "data: {\"job_id\": \"b\"}", ""]
+    lines = [
+        ": keep-alive",
+        "",
+        'data: {"job_id": "a",',
+        'data: "status": "PROGRESS"}',
+        "",
+        "data: not json",
+        "",
+        "event: x",
+        'data: {"job_id": "b"}',
+        "",
+    ]
     assert list(_parse_sse(lines)) == [{"job_id": "a", "status": "PROGRESS"}, {"job_id": "b"}]

@@ -21,7 +21,10 @@ print(",".join(heavy) or "-", f"{{elapsed:.3f}}")
 def _probe(module: str) -> tuple[list[str], float]:
     out = subprocess.run(
         [sys.executable, "-c", PROBE.format(module=module)],
-        capture_output=True, text=True, check=True, timeout=120,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
     ).stdout.split()
     heavy = [] if out[0] == "-" else out[0].split(",")
     return heavy, float(out[1])
@@ -29,7 +32,14 @@ def _probe(module: str) -> tuple[list[str], float]:
 
 @pytest.mark.parametrize(
     "module",
-    ["skinapp.config", "skinapp.client", "skinapp.cli", "skinapp.server.app", "skinapp.stack", "skinapp.tasks"],
+    [
+        "skinapp.config",
+        "skinapp.client",
+        "skinapp.cli",
+        "skinapp.server.app",
+        "skinapp.stack",
+        "skinapp.tasks",
+    ],
 )
 def test_core_modules_import_neither_torch_nor_qt(module: str) -> None:
     heavy, _ = _probe(module)

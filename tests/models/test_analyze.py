@@ -267,4 +267,12 @@ def test_full_classify_of_plain_skin_reports_no_lesion_not_a_lesion_type(demo_mo
     assert (result["predicted_class"], result["predicted_label"]) == ("no_lesion", "No lesion")
     assert result["confidence"] == result["binary"]["confidence"]
     assert result["risk_level"] == "low"
-    assert result["lesion_type"]["predicted_class"] in {"akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"}
+    assert result["lesion_type"]["predicted_class"] in {
+        "akiec",
+        "bcc",
+        "bkl",
+        "df",
+        "mel",
+        "nv",
+        "vasc",
+    }
