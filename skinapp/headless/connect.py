@@ -8,7 +8,6 @@ stopped at the end, so a scheduled `skinapp batch` needs nothing else running.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -21,25 +20,15 @@ logger = logging.getLogger(__name__)
 
 @contextmanager
 def _own_stack(settings: Settings, on_stage: Callable[[str, str], None] | None) -> Iterator[Client]:
-    """Start a stack for this run, supervise it, and always stop it."""
-    from skinapp.stack import Stack
+    """Start a stack for this run and always stop it; a long `watch` outlives a crashed
+    worker because the stack is supervised, as under `skinapp serve`."""
+    from skinapp.stack import Stack, supervised
 
-    stack = Stack(settings, on_stage=on_stage)
-    stop = threading.Event()
-    # a long `watch` outlives a crashed worker: supervise restarts it, as `skinapp serve` does
-    supervisor = threading.Thread(
-        target=stack.supervise, args=(stop,), name="stack-supervise", daemon=True
-    )
-    try:
-        stack.start()
-        supervisor.start()
-        with Client(stack.api_url, stack.admin_token) as client:
-            yield client
-    finally:
-        stop.set()
-        if supervisor.is_alive():
-            supervisor.join(timeout=10)
-        stack.stop()
+    with (
+        supervised(Stack(settings, on_stage=on_stage)) as stack,
+        Client(stack.api_url, stack.admin_token) as client,
+    ):
+        yield client
 
 
 def _running_stack(settings: Settings) -> tuple[str, str] | None:

@@ -9,6 +9,6 @@ from __future__ import annotations
 
 from skinapp.stack.process import ManagedProcess, skinapp_command
 from skinapp.stack.runtime import local_connection
-from skinapp.stack.supervisor import STAGES, Stack
+from skinapp.stack.supervisor import STAGES, Stack, supervised
 
-__all__ = ["STAGES", "ManagedProcess", "Stack", "local_connection", "skinapp_command"]
+__all__ = ["STAGES", "ManagedProcess", "Stack", "local_connection", "skinapp_command", "supervised"]

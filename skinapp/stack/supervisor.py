@@ -7,12 +7,13 @@ child exits, so spawning from a short-lived GUI or restart thread would kill the
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -364,3 +365,24 @@ def _stop_together(children: list[ManagedProcess]) -> None:
             logger.warning("%s did not stop in %.0f s; killing it", child.name, child.stop_timeout)
     for child in children:
         child.sweep()
+
+
+@contextlib.contextmanager
+def supervised(stack: Stack) -> Iterator[Stack]:
+    """Start `stack`, supervise it from a thread (crashed children come back), always stop it.
+
+    For front ends that own a stack for the length of a block: headless runs, tests.
+    """
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=stack.supervise, args=(stop,), name="stack-supervise", daemon=True
+    )
+    try:
+        stack.start()
+        thread.start()
+        yield stack
+    finally:
+        stop.set()
+        if thread.is_alive():
+            thread.join(timeout=10)
+        stack.stop()

@@ -7,14 +7,13 @@ restarts crashed children meanwhile, as `skinapp serve` would.
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from skinapp.config import Settings, load_settings
-from skinapp.stack import Stack
+from skinapp.stack import Stack, supervised
 from skinapp.stack.probes import free_port
 
 
@@ -41,24 +40,6 @@ def stack_settings(tmp_dir: Path, models_dir: Path, **overrides: Any) -> Setting
     }
     values.update(overrides)
     return load_settings(**values)
-
-
-@contextlib.contextmanager
-def supervised(stack: Stack) -> Iterator[Stack]:
-    """Start `stack`, supervise it in a thread, and always stop it."""
-    stop = threading.Event()
-    thread = threading.Thread(
-        target=stack.supervise, args=(stop,), name="stack-supervise", daemon=True
-    )
-    try:
-        stack.start()
-        thread.start()
-        yield stack
-    finally:
-        stop.set()
-        if thread.is_alive():
-            thread.join(timeout=10)
-        stack.stop()
 
 
 @contextlib.contextmanager
