@@ -68,13 +68,13 @@ class RawCelery:
     """What the API does behind HTTP, called directly."""
 
     def __init__(self, redis_url: str, settings: Settings) -> None:
-        from skinapp.tasks import BlobStore, JobIndex, configure
-        from skinapp.tasks.store import redis_client
+        from skinapp.tasks import BlobStore, JobStore, configure
+        from skinapp.tasks.connection import redis_client
 
         worker_settings = settings.model_copy(update={"redis_url": redis_url})
         self.app = configure(worker_settings)
         ttl = settings.result_ttl_seconds
-        self.index = JobIndex(redis_client(redis_url), ttl)
+        self.jobs = JobStore(redis_client(redis_url), ttl)
         self.blobs = BlobStore(redis_client(redis_url, decode=False), ttl)
 
     def run(self, image: bytes) -> None:
@@ -87,11 +87,11 @@ class RawCelery:
             analysis=ANALYSIS,
             queue=queue_for(ANALYSIS),
             filenames=["tiny.jpg"],
-            images=[],
+            image_sha256=[],
             options={},
         )
-        job.images = [self.blobs.put(image)]
-        self.index.create(job)
+        job.image_sha256 = [self.blobs.put(image)]
+        self.jobs.create(job)
         result = self.app.send_task(
             TASK_NAME, args=[job.job_id], task_id=job.job_id, queue=job.queue
         )

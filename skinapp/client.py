@@ -18,15 +18,15 @@ from typing import Any
 import httpx
 
 from skinapp import errors
+from skinapp.contract.states import TERMINAL as TERMINAL_STATES
 
 logger = logging.getLogger(__name__)
 
 #: A file to upload: a path, or (file name, bytes).
 Upload = Path | str | tuple[str, bytes]
 
-TERMINAL_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
-ALL_STATES = ("PENDING", "STARTED", "PROGRESS", "RETRY", "SUCCESS", "FAILURE", "REVOKED")
 
+#: For bodies without a known `code` (a proxy's page, an older API); a code wins over these.
 _STATUS_ERRORS: dict[int, type[errors.SkinappError]] = {
     401: errors.AuthError,
     403: errors.Forbidden,
@@ -36,12 +36,7 @@ _STATUS_ERRORS: dict[int, type[errors.SkinappError]] = {
     422: errors.InvalidRequest,
     503: errors.BrokerUnavailable,
 }
-_CODE_ERRORS: dict[str, type[errors.SkinappError]] = {
-    "invalid_image": errors.InvalidImage,
-    "model_not_installed": errors.ModelNotInstalled,
-    "checkpoint_invalid": errors.CheckpointInvalid,
-    "broker_unavailable": errors.BrokerUnavailable,
-}
+_CODE_ERRORS = errors.by_code()
 
 
 def _error_for(response: httpx.Response) -> errors.SkinappError:
@@ -198,6 +193,23 @@ class Client:
     def workers(self) -> dict[str, Any]:
         """`{workers: [{name, queues, active, device: {kind, name, memory_total_mb, memory_used_mb}}]}`."""
         return self._json("GET", "/jobs/workers")
+
+    # --- phones (issue 12): pairing codes and paired devices, admin token only ----------
+    def create_pairing(self, name: str = "phone") -> dict[str, Any]:
+        """A single-use pairing code: `{code, url, fingerprint, expires_at, ttl, lan_url}`."""
+        return self._json("POST", "/phone/pairings", json={"name": name})
+
+    def devices(self) -> list[dict[str, Any]]:
+        """Paired devices: `{id, name, paired_at, last_seen, address}` each."""
+        return list(self._json("GET", "/phone/devices")["devices"])
+
+    def revoke_device(self, device_id: str) -> dict[str, Any]:
+        """Unpair a device; its open streams end within 2 s."""
+        return self._json("DELETE", f"/phone/devices/{device_id}")
+
+    def lan(self) -> dict[str, Any]:
+        """The LAN listener: `{url, fingerprint}` (None each while LAN mode is off)."""
+        return self._json("GET", "/phone/lan")
 
     def events(self, *, read_timeout: float | None = None) -> Iterator[dict[str, Any]]:
         """Server-sent events of status/progress for this token's jobs, as dicts.

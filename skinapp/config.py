@@ -7,6 +7,7 @@ Build it at the edge with `get_settings()` and pass it down; tests call `reset_s
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -35,6 +36,29 @@ MODEL_TASKS: tuple[str, ...] = ("binary", "lesion", "burn")
 def queue_for(analysis: str) -> str:
     """Interactive analyses go to `analysis`; batches never delay them on `batch`."""
     return "batch" if analysis == "batch-skin-check" else "analysis"
+
+
+GB = 1 << 30
+
+
+def physical_memory() -> int | None:
+    """Bytes of RAM (POSIX sysconf); None where the platform does not say (Windows)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def default_server_maxmemory(physical: int | None) -> int:
+    """A quarter of the RAM, at least 1 GB and at most 8 GB (2 GB when the RAM is unknown).
+
+    The workers' torch processes and the GUI need the rest, and replaying the AOF at the
+    next start needs as much memory again, so the server must never grow into all of it.
+    """
+    if not physical:
+        return 2 * GB
+    quarter = physical // 4 // (1 << 20) * (1 << 20)  # whole MB: it reads well in doctor
+    return max(GB, min(8 * GB, quarter))
 
 
 def _alias(*names: str) -> AliasChoices:
@@ -87,10 +111,33 @@ class Settings(BaseSettings):
     max_upload_mb: float = Field(default=25.0, gt=0)
     max_image_pixels: int = Field(default=120_000_000, ge=1)
     result_ttl_days: float = Field(default=30.0, gt=0)
+    # Uploaded image bytes live in the in-memory server only to be analysed: workers read them
+    # (also on other machines, which share no disk), nothing reads them after the job ends
+    # (the dashboard shows its own files). Kept for the 30 days of the records, a busy clinic's
+    # photos would fill `maxmemory` within days and every upload would get 507.
+    image_ttl_hours: float = Field(default=24.0, gt=0)
+    # --- storage and connection limits (issue 9): what one paired device can make us hold --
+    # All the files of one request together (a 50-photo batch of ~2.5 MB phone JPEGs).
+    max_request_mb: float = Field(default=128.0, gt=0)
+    # Bytes of the images of one device token's jobs that are not finished yet (429 above).
+    max_inflight_mb_per_token: float = Field(default=256.0, gt=0)
+    # Open /jobs/events streams per token; each holds a server connection (429 above).
+    max_streams_per_token: int = Field(default=4, ge=1, le=1000)
+    # The embedded server's `maxmemory`; None: a quarter of the RAM, between 1 and 8 GB.
+    server_maxmemory_mb: int | None = Field(default=None, ge=64)
+    # Seconds a client may take to send a request's headers, and to start its next request.
+    http_header_timeout: float = Field(default=10.0, gt=0, le=600)
+    http_keep_alive_timeout: int = Field(default=5, ge=1, le=600)
+    # Open HTTP connections uvicorn serves at once; past it, new requests get a 503.
+    http_max_connections: int = Field(default=512, ge=8, le=100_000)
     # Each recycled pool process reloads torch and the models (seconds): at the seed's 50, 100
     # single-image jobs ran 3.5x slower. Lower it (the seed's remedy) if workers leak memory.
     worker_max_tasks_per_child: int = Field(default=1000, ge=1)
     start_timeout: float = Field(default=60.0, gt=0)
+    # --- phones on the clinic LAN (issue 12): a second, HTTPS-only listener ---------------
+    lan: bool = False  # `serve --lan`, or the dashboard's "Allow phones on the clinic network"
+    lan_host: str | None = None  # None: the machine's LAN address; tests use 127.0.0.2
+    lan_port: int = Field(default=8443, ge=0, le=65535)  # 0: any free port
     api_token: str | None = None  # a client's token when it is not the local admin
     api_url: str | None = None  # a client's API when it is not the local stack
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -107,6 +154,10 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_limits(self) -> Settings:
+        if "celery_task_soft_time_limit" not in self.model_fields_set:
+            # Only the hard limit was set: the soft one defaults to 80 % of it (issue 10).
+            hard = self.celery_task_time_limit
+            self.celery_task_soft_time_limit = min(120, max(1, int(hard * 0.8)))
         if self.celery_task_soft_time_limit >= self.celery_task_time_limit:
             raise ValueError(
                 "CELERY_TASK_SOFT_TIME_LIMIT must be below CELERY_TASK_TIME_LIMIT "
@@ -141,8 +192,27 @@ class Settings(BaseSettings):
         return int(self.max_upload_mb * 1024 * 1024)
 
     @property
+    def max_request_bytes(self) -> int:
+        return int(self.max_request_mb * 1024 * 1024)
+
+    @property
+    def max_inflight_bytes_per_token(self) -> int:
+        return int(self.max_inflight_mb_per_token * 1024 * 1024)
+
+    @property
+    def server_maxmemory_bytes(self) -> int:
+        """The set limit, or a quarter of physical memory clamped to 1..8 GB."""
+        if self.server_maxmemory_mb is not None:
+            return self.server_maxmemory_mb * 1024 * 1024
+        return default_server_maxmemory(physical_memory())
+
+    @property
     def result_ttl_seconds(self) -> int:
         return int(self.result_ttl_days * 86400)
+
+    @property
+    def image_ttl_seconds(self) -> int:
+        return max(60, int(self.image_ttl_hours * 3600))
 
     @property
     def visibility_timeout(self) -> int:

@@ -19,10 +19,14 @@
         └── StackAlreadyRunning     another stack owns this data dir
 
 Each front end maps the tree in one place: the API to status codes (`skinapp.server.errors`),
-the CLI to one line and a non-zero exit, the GUI to a notification.
+the CLI to one line and a non-zero exit, the GUI to a notification. An error that crossed a
+boundary as its `code` (an HTTP error body, a failed job's record) becomes its class again
+through `by_code()`, so the code → class map is derived here and written nowhere else.
 """
 
 from __future__ import annotations
+
+import functools
 
 __all__ = [
     "ApiUnavailable",
@@ -125,3 +129,14 @@ class StackError(SkinappError):
 
 class StackAlreadyRunning(StackError):
     code = "stack_already_running"
+
+
+@functools.cache
+def _registry() -> dict[str, type[SkinappError]]:
+    # codes are unique (tests/test_errors_and_client.py checks it), so order does not matter
+    return {cls.code: cls for cls in (globals()[name] for name in __all__)}
+
+
+def by_code() -> dict[str, type[SkinappError]]:
+    """Every class of the tree by its `code` (a copy: callers may filter it)."""
+    return dict(_registry())

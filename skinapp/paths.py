@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 
 import platformdirs
@@ -13,10 +14,6 @@ APP_NAME = "skinapp"
 def data_dir() -> Path:
     """Models, logs, the server's AOF, tokens: everything persistent."""
     return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
-
-
-def config_dir() -> Path:
-    return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))
 
 
 def cache_dir() -> Path:
@@ -33,8 +30,6 @@ def ensure_private_dir(path: Path) -> Path:
 
 def write_private_file(path: Path, text: str) -> None:
     """Write a secret (password, token) with mode 0600 from the first byte."""
-    import os
-
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -35,7 +35,11 @@ def _register_serve(sub: Any) -> None:
     p = sub.add_parser("serve", help="run the local stack without a GUI, until Ctrl-C")
     p.add_argument("--host", help="address the API binds to (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="API port (default 8000; 0 picks a free one)")
-    p.add_argument("--lan", action="store_true", help="serve phones on the LAN (binds 0.0.0.0)")
+    p.add_argument(
+        "--lan",
+        action="store_true",
+        help="also serve phones on the clinic LAN, over HTTPS (SKINAPP_LAN_HOST, SKINAPP_LAN_PORT)",
+    )
     p.add_argument("--flower", action="store_true", help="also start the Flower dashboard")
     p.set_defaults(handler=cmd_serve)
 
@@ -43,8 +47,8 @@ def _register_serve(sub: Any) -> None:
 def _serve_settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
     if args.lan:
-        overrides["host"] = "0.0.0.0"
-    elif args.host:
+        overrides["lan"] = True  # loopback stays plain HTTP; the LAN listener is HTTPS only
+    if args.host:
         overrides["host"] = args.host
     if args.port is not None:
         overrides["port"] = args.port
@@ -56,13 +60,9 @@ def _print_stage(stage: str, message: str) -> None:
 
 
 def _lan_address() -> str:
-    # The address other machines reach us at: the one the default route would use.
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        try:
-            sock.connect(("192.0.2.1", 9))  # TEST-NET: nothing is sent for UDP connect
-            return str(sock.getsockname()[0])
-        except OSError:
-            return socket.gethostname()
+    from skinapp.server.lan import machine_lan_address
+
+    return machine_lan_address()
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -100,6 +100,7 @@ def _announce(stack: Any, settings: Settings) -> None:
     print(f"skinapp API: {stack.api_url}  (docs: {stack.api_url}/docs)")
     print(f"admin token: {admin_token_file(settings)}  (mode 0600; skinapp token create)")
     print(f"logs: {settings.log_dir}")
+    _announce_lan(settings)
     if settings.host in {"0.0.0.0", "::"}:
         lan = f"http://{_lan_address()}:{stack.api_url.rsplit(':', 1)[1]}"
         print("!" * 72)
@@ -109,6 +110,17 @@ def _announce(stack: Any, settings: Settings) -> None:
     if "flower" in stack.children:
         print(f"Flower: {stack.children['flower'].local_url}")
     print("Ctrl-C stops everything.", flush=True)
+
+
+def _announce_lan(settings: Settings) -> None:
+    from skinapp.server.lan import read_lan_info
+
+    info = read_lan_info(settings) if settings.lan else None
+    if info is None:
+        return
+    print(f"phones on the clinic LAN: {info.url}/phone  (HTTPS, self-signed certificate)")
+    print(f"certificate SHA-256 fingerprint: {info.fingerprint}")
+    print("pair a phone: skinapp token pair   (the phone shows this fingerprint to compare)")
 
 
 # --- status ------------------------------------------------------------------------------
@@ -201,7 +213,7 @@ def _register_token(sub: Any) -> None:
 def _token_store() -> Any:
     from skinapp.server.tokens import TokenStore
     from skinapp.stack.runtime import local_redis_url
-    from skinapp.tasks.store import redis_client
+    from skinapp.tasks.connection import redis_client
 
     return TokenStore(redis_client(local_redis_url(load_settings())))
 
@@ -237,22 +249,24 @@ def cmd_token_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_token_pair(args: argparse.Namespace) -> int:
-    from skinapp.server.routes import phone
-    from skinapp.stack.runtime import read_runtime
+    from skinapp.commands import pairing
 
-    info = read_runtime(load_settings())
-    token, record = _token_store().create(args.name, "device")
-    url = phone.pairing_url(info["api_url"], info.get("api_host"), token, _lan_address)
-    qr = phone.terminal_qr(url)  # None without the optional `qrcode` package
+    settings = load_settings()
+    info = pairing.read_pairing_target(settings)
+    code = pairing.pairing_store(_token_store()).create(args.name)
+    url = pairing.pairing_link_for(info, code.code)
+    qr = pairing.terminal_qr(url)  # None without the optional `qrcode` package
     if qr:
         print(qr)
     print(f"Open on the phone: {url}")
-    for line in phone.pairing_warnings(info.get("api_host")):
+    print(f"or open {info.base_url}/phone and type the code: {code.code}")
+    if info.fingerprint:
+        print(f"certificate SHA-256 fingerprint: {info.fingerprint}")
+    minutes = max(1, round((code.expires_at - time.time()) / 60))
+    print(f"The code works once, for {minutes} minutes.", file=sys.stderr)
+    for line in info.warnings:
         print(line, file=sys.stderr)
-    print(
-        f"device token {record['id']} ({args.name}); unpair: skinapp token revoke {record['id']}",
-        file=sys.stderr,
-    )
+    print("paired devices: skinapp token list; unpair: skinapp token revoke ID", file=sys.stderr)
     return 0
 
 
@@ -293,25 +307,18 @@ def _register_children(sub: Any) -> None:
 
 
 def cmd_api(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from skinapp.server.app import create_app
+    from skinapp.server.listeners import serve_api
 
     settings = load_settings()
     # The app object, not a "module:app" string: the frozen bundle cannot import by string.
-    uvicorn.run(
-        create_app(settings),
-        host=args.host,
-        port=args.port,
-        log_level=settings.log_level.lower(),
-        timeout_graceful_shutdown=3,
-    )
+    # With SKINAPP_LAN on, the same app also listens on the LAN over HTTPS.
+    serve_api(lambda lan_info: create_app(settings, lan_info), settings, args.host, args.port)
     return 0
 
 
 def cmd_flower(args: argparse.Namespace) -> int:
-    from skinapp.tasks.celery_app import celery_app, configure
+    from skinapp.tasks.celery_app import configure
 
-    configure(load_settings())
-    celery_app.start(["flower", f"--port={args.port}", f"--address={args.host}"])
+    configure(load_settings()).start(["flower", f"--port={args.port}", f"--address={args.host}"])
     return 0

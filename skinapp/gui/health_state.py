@@ -14,11 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from skinapp.gui.events import Emitter
+from skinapp.gui.emitter import Emitter
 
 logger = logging.getLogger(__name__)
 
-LEVELS = ("healthy", "degraded", "unhealthy", "unknown")
 _RANK = {"healthy": 0, "degraded": 1, "unknown": 2, "unhealthy": 3}
 #: Queues that need a worker, and the stack child that serves them.
 WORKER_QUEUES = {"analysis": "worker-interactive", "batch": "worker-batch"}
@@ -37,10 +36,15 @@ API_DOWN = "The skinapp API does not answer: restart the API (below) or start sk
 MEMORY_HINT = (
     "If workers keep crashing (often GPU memory): set worker concurrency to 1 in Settings."
 )
+# The seed's "Task Timeout": shown once a job stopped at the time limit, because only then
+# is it the clinician's next step (a healthy stack with a too-large batch looks healthy).
+TIMED_OUT = "Stopped at the time limit: {names}."
 TIMEOUT_HINT = (
-    "Tasks stop after {limit} s: split large batches (at most 50 images) or raise "
-    "CELERY_TASK_TIME_LIMIT."
+    "Jobs stop {limit}: split large batches into smaller ones (at most {batch} images) or "
+    "raise CELERY_TASK_SOFT_TIME_LIMIT and CELERY_TASK_TIME_LIMIT."
 )
+#: How many timed-out jobs the hint names (the newest).
+TIMED_OUT_SHOWN = 3
 
 
 @dataclass
@@ -58,8 +62,14 @@ VITAL_CHILDREN = frozenset({"server", "api"})
 class HealthState:
     """The latest snapshot; `changed()` fires after every update."""
 
-    def __init__(self, api_url: str = "") -> None:
+    def __init__(
+        self, api_url: str = "", *, time_limit: int | None = None, batch_max: int = 50
+    ) -> None:
+        """`time_limit`: seconds after which the workers stop a job (the soft limit)."""
         self.api_url = api_url
+        self.time_limit, self.batch_max = time_limit, batch_max
+        #: jobs (display names) that stopped at the time limit, oldest first
+        self.timed_out: list[str] = []
         self.snapshot = HealthSnapshot()
         self.changed = Emitter()
         self.updates = 0
@@ -94,6 +104,13 @@ class HealthState:
     def set_error(self, message: str) -> None:
         """The API itself did not answer."""
         self.snapshot = HealthSnapshot(None, [], message)
+        self._changed()
+
+    def note_timed_out(self, name: str) -> None:
+        """A job stopped at the time limit; the hints say what to do about it."""
+        if name in self.timed_out:
+            return
+        self.timed_out.append(name)
         self._changed()
 
     def _changed(self) -> None:
@@ -169,6 +186,17 @@ class HealthState:
         if lines:
             lines.append(MEMORY_HINT)
         return lines
+
+    def hints(self) -> list[str]:
+        """Troubleshooting for what went wrong with jobs (not the stack): the time limit."""
+        if not self.timed_out:
+            return []
+        limit = f"after {self.time_limit} s" if self.time_limit else "at a time limit"
+        names = ", ".join(self.timed_out[-TIMED_OUT_SHOWN:])
+        return [
+            TIMED_OUT.format(names=names),
+            TIMEOUT_HINT.format(limit=limit, batch=self.batch_max),
+        ]
 
     def failed_parts(self) -> list[str]:
         """Stack children to offer a restart for, by their `Stack.children` names."""

@@ -10,11 +10,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from skinapp.gui.events import Emitter
+from skinapp.contract.states import RISK_RANK, TERMINAL
+from skinapp.gui.emitter import Emitter
 
 logger = logging.getLogger(__name__)
 
-TERMINAL = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
 #: What a clinician reads for each API status.
 STATE_LABELS = {
     "PENDING": "Queued",
@@ -25,7 +25,8 @@ STATE_LABELS = {
     "FAILURE": "Failed",
     "REVOKED": "Cancelled",
 }
-RISK_ORDER = {"high": 3, "medium": 2, "low": 1}
+#: Sort rank of a risk level (the contract's low < medium < high).
+RISK_ORDER = RISK_RANK
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -62,6 +63,9 @@ class JobRecord:
     summary: dict[str, Any] | None = None
     result: dict[str, Any] | None = None
     error: str | None = None
+    error_code: str | None = None
+    #: why the result of a finished job could not be fetched (None once it arrives)
+    result_error: str | None = None
     cancel_requested: bool = False
 
     @property
@@ -226,6 +230,7 @@ class JobStore:
         self._apply_state(record, body)
         if isinstance(body.get("result"), Mapping):
             record.result = dict(body["result"])
+            record.result_error = None
         self._touch(record)
         return record
 
@@ -256,6 +261,8 @@ class JobStore:
             record.summary = dict(body["summary"])
         if body.get("error"):
             record.error = _error_text(body["error"])
+        if body.get("error_code"):
+            record.error_code = str(body["error_code"])
         if record.terminal and record.finished_at is None:
             record.finished_at = parse_time(body.get("finished_at")) or self.clock()
 
@@ -265,10 +272,11 @@ class JobStore:
             record.cancel_requested = True
             self._touch(record)
 
-    def set_result(self, job_id: str, result: Mapping[str, Any]) -> None:
+    def set_result_error(self, job_id: str, message: str) -> None:
+        """The result of a finished job could not be fetched; the result view says why."""
         record = self.get(job_id)
-        if record is not None:
-            record.result = dict(result)
+        if record is not None and record.result is None:
+            record.result_error = message
             self._touch(record)
 
     def tick(self) -> None:

@@ -1,5 +1,8 @@
 """The dashboard's one link to the API: submits, cancels, resubmits, polls and listens to
-events, always off the GUI thread, and feeds `JobStore` / `HealthState` on the GUI thread."""
+events, always off the GUI thread, and feeds `JobStore` / `HealthState` on the GUI thread.
+
+Each status it applies goes through `_track`, which asks the `ResultFetcher` for the result
+of a finished job the window shows (events and list items carry no result)."""
 
 from __future__ import annotations
 
@@ -14,8 +17,9 @@ from skinapp.client import Client
 from skinapp.errors import JobNotFound, SkinappError
 from skinapp.gui.event_stream import EventFeed
 from skinapp.gui.health_state import HealthState
-from skinapp.gui.jobs_state import JobStore
+from skinapp.gui.jobs_state import JobRecord, JobStore
 from skinapp.gui.qt_async import AsyncRunner
+from skinapp.gui.result_fetch import ResultFetcher
 from skinapp.gui.submission import Plan
 
 logger = logging.getLogger(__name__)
@@ -26,6 +30,7 @@ HEALTH_POLL_MS = 2500
 HISTORY_PAGES = 4  # of 50: what a clinician scrolls back through after a restart
 PAGE = 50
 MAX_STRAGGLERS = 20
+TIME_LIMIT_CODE = "time_limit"  # the workers' error code for a job stopped at the time limit
 
 
 class Restartable(Protocol):
@@ -50,19 +55,27 @@ class DashboardController(QObject):
         *,
         owner: Restartable | None = None,
         client_factory: Callable[[], Client] | None = None,
+        result_client: Callable[[], Client] | None = None,
         parent: QObject | None = None,
     ) -> None:
+        """`client_factory` makes the event stream's clients, `result_client` the result
+        fetcher's (one per attempt); both default to clients like `client`."""
         super().__init__(parent)
         self.client, self.store, self.health, self.owner = client, store, health, owner
         self.runner = AsyncRunner(self)
         factory = client_factory or (lambda: Client(client.base_url, client.token))
         self.feed = EventFeed(factory, self.runner.post, self._on_event, self._on_feed_state)
+        self.results = ResultFetcher(
+            result_client or (lambda: Client(client.base_url, client.token, timeout=15.0)),
+            self.runner.post,
+            self._apply_status,
+            self._result_gave_up,
+        )
         self._busy: set[str] = set()
-        self._fetched: set[str] = set()
         self._timers: list[QTimer] = []
         self.selected: str | None = None
-        store.changed.connect(self._maybe_fetch_result)
         store.changed.connect(self._maybe_announce_failure)
+        store.changed.connect(self._maybe_note_time_limit)
         self._announced: set[str] = set()
 
     # --- life -------------------------------------------------------------------------
@@ -78,6 +91,7 @@ class DashboardController(QObject):
         for timer in self._timers:
             timer.stop()
         self.feed.stop()
+        self.results.stop()
         self.runner.close()
 
     def _timer(self, interval_ms: int, slot: Callable[[], None]) -> QTimer:
@@ -130,7 +144,7 @@ class DashboardController(QObject):
     def _apply_list(self, body: dict[str, Any]) -> None:
         for item in reversed(body.get("jobs") or []):  # oldest first: rows keep arrival order
             if item.get("job_id"):
-                self.store.apply_status(item)
+                self._track(self.store.apply_status(item))
 
     def _apply_poll(self, body: dict[str, Any]) -> None:
         """The newest page, plus a status call for our running jobs older than that page."""
@@ -147,6 +161,7 @@ class DashboardController(QObject):
             return
         if new:  # sent by another front end: fetch its file names and times
             self.fetch_status(record.job_id)
+        self._track(record)
 
     def _on_feed_state(self, up: bool) -> None:
         self._poll_timer.setInterval(SLOW_POLL_MS if up else FAST_POLL_MS)
@@ -158,18 +173,20 @@ class DashboardController(QObject):
         self._once(f"status:{job_id}", partial(self.client.status, job_id), self._apply_status)
 
     def _apply_status(self, body: dict[str, Any]) -> None:
-        self.store.apply_status(body)
+        self._track(self.store.apply_status(body))
 
-    def _maybe_fetch_result(self, row: int) -> None:
-        record = self.store.row(row)
+    def _track(self, record: JobRecord, *, again: bool = False) -> None:
+        """A finished job sent from here, or on screen, gets its result if we lack it."""
         if record.status not in ("SUCCESS", "REVOKED") or record.result is not None:
             return
-        if record.job_id in self._fetched or not (
-            record.local_paths or record.job_id == self.selected
-        ):
-            return
-        self._fetched.add(record.job_id)
-        self.fetch_status(record.job_id)
+        if record.local_paths or record.job_id == self.selected:
+            self.results.fetch(record.job_id, again=again)
+
+    def _result_gave_up(self, job_id: str, message: str) -> None:
+        self.store.set_result_error(job_id, message)
+        record = self.store.get(job_id)
+        name = record.display_name if record else job_id[:8]
+        self.notify.emit("error", f"Could not fetch the result of {name}: {message}")
 
     def _maybe_announce_failure(self, row: int) -> None:
         """A job sent from here that failed gets a notification, once."""
@@ -182,11 +199,19 @@ class DashboardController(QObject):
             f"{record.display_name} failed: {record.error or 'no reason given'}",
         )
 
+    def _maybe_note_time_limit(self, row: int) -> None:
+        """Any job seen here that the workers stopped at the time limit (the code comes with
+        status and list bodies, not events)."""
+        record = self.store.row(row)
+        if record.status == "FAILURE" and record.error_code == TIME_LIMIT_CODE:
+            self.health.note_timed_out(record.display_name)
+
     def select(self, job_id: str | None) -> None:
-        """The job on screen: fetched in full when it has a result we do not hold yet."""
+        """The job on screen: its result is fetched if we lack it, again if that gave up."""
         self.selected = job_id
-        if job_id and job_id in self.store:
-            self._maybe_fetch_result(self.store.row_of(job_id))
+        record = self.store.get(job_id) if job_id else None
+        if record is not None:
+            self._track(record, again=True)
 
     # --- health -----------------------------------------------------------------------
     def poll_health(self) -> None:
@@ -255,7 +280,7 @@ class DashboardController(QObject):
 
     def _cancelled(self, job_id: str, body: dict[str, Any]) -> None:
         if isinstance(body, dict) and body.get("status"):
-            self.store.apply_status({**body, "job_id": job_id})
+            self._track(self.store.apply_status({**body, "job_id": job_id}))
         self.fetch_status(job_id)
 
     def _cancel_failed(self, job_id: str, exc: BaseException) -> None:

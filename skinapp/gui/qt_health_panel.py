@@ -1,6 +1,7 @@
 """The stack's health: server, workers, queues, device, API URL, the level in colour with the
 seed's troubleshooting text, and a restart button for each failed part (when this window
-owns the stack). `QtHealthSummary` is the always-visible status-bar line."""
+owns the stack); below, the seed's advice for jobs that hit the time limit.
+`QtHealthSummary` is the always-visible status-bar line."""
 
 from __future__ import annotations
 
@@ -52,6 +53,8 @@ class QtHealthPanel(QWidget):
         self.level = QLabel(self)
         self.problems = QLabel(self)
         self.problems.setWordWrap(True)
+        self.hints = QLabel(self)
+        self.hints.setWordWrap(True)
         self.form = QFormLayout()
         self.server, self.workers, self.queues, self.device, self.api, self.processes = (
             QLabel(self) for _ in range(6)
@@ -74,6 +77,7 @@ class QtHealthPanel(QWidget):
         layout.addLayout(self.form)
         layout.addWidget(self.problems)
         layout.addLayout(self.buttons)
+        layout.addWidget(self.hints)
         layout.addStretch(1)
         health.changed.connect(self.refresh)
         self.refresh()
@@ -102,6 +106,9 @@ class QtHealthPanel(QWidget):
         problems = state.problems()
         self.problems.setText("\n".join(f"• {p}" for p in problems))
         self.problems.setVisible(bool(problems))
+        hints = state.hints()
+        self.hints.setText("\n".join(["Troubleshooting:", *(f"• {h}" for h in hints)]))
+        self.hints.setVisible(bool(hints))
         self._refresh_buttons(state.failed_parts() if self.can_restart else [])
 
     def _refresh_buttons(self, parts: list[str]) -> None:
@@ -177,4 +184,5 @@ class QtHealthSummary(QLabel):
     def refresh(self) -> None:
         colour = LEVEL_COLOURS.get(self.health.level, LEVEL_COLOURS["unknown"])
         self.setText(f"<span style='color:{colour}'>●</span> {self.health.summary()}")
-        self.setToolTip("\n".join(self.health.problems()) or "All parts answer")
+        lines = self.health.problems() or ["All parts answer"]
+        self.setToolTip("\n".join(lines + self.health.hints()))

@@ -26,6 +26,7 @@ from skinapp.config import Settings
 from skinapp.gui.health_state import HealthState
 from skinapp.gui.jobs_state import JobStore
 from skinapp.gui.models_catalog import CardIndex
+from skinapp.gui.phones_state import PhonesState
 from skinapp.gui.qt_async import AsyncRunner
 from skinapp.gui.qt_controller import DashboardController, Restartable
 from skinapp.gui.qt_drop_zone import QtDropZone
@@ -33,6 +34,7 @@ from skinapp.gui.qt_health_panel import QtHealthPanel, QtHealthSummary
 from skinapp.gui.qt_jobs_model import JobsTableModel
 from skinapp.gui.qt_jobs_view import QtJobsView, Shortcut
 from skinapp.gui.qt_notifications import QtNotifications
+from skinapp.gui.qt_phones_panel import QtPhonesPanel, lan_allowed
 from skinapp.gui.qt_result_view import QtResultView
 from skinapp.gui.qt_settings import QtSettingsDialog
 from skinapp.gui.qt_stack_control import OwnedStack, StackController
@@ -70,11 +72,15 @@ class QtMainWindow(QMainWindow):
         self.settings, self.qsettings, self.stack_control = settings, store_settings, stack_control
         self.setWindowTitle("skinapp — skin image analysis")
         self.store = JobStore()
-        self.health = HealthState()
+        # the limits this window's stack runs with; an attached stack's failed job names its own
+        self.health = HealthState(
+            time_limit=settings.celery_task_soft_time_limit, batch_max=settings.batch_max_images
+        )
         self.runner = AsyncRunner(self)
         self.controller: DashboardController | None = None
         self.confirm_close: Callable[[int, bool], bool] = lambda n, owned: ask_close(self, n, owned)
         self._ready_sent = False
+        self._owner: Restartable | None = None
         self._build_widgets()
         self._build_menus()
         self._restore()
@@ -100,6 +106,9 @@ class QtMainWindow(QMainWindow):
         self.tabs = QTabWidget(self)
         self.tabs.addTab(self.result_view, "Result")
         self.tabs.addTab(self.health_panel, "Health")
+        self.phones_panel = QtPhonesPanel(PhonesState(), self.runner, self)
+        self.phones_panel.set_lan_allowed(lan_allowed(self.qsettings))
+        self.tabs.addTab(self.phones_panel, "Phones")
         self.splitter = self._build_splitter()
         dashboard = QWidget(self)
         layout = QVBoxLayout(dashboard)
@@ -141,6 +150,8 @@ class QtMainWindow(QMainWindow):
                 f"{len(skipped)} file(s) skipped: not images (see the list under the drop zone)",
             )
         )
+        self.phones_panel.lan_toggled.connect(self._set_lan)
+        self.phones_panel.notify.connect(self.notifications.show_message)
         self.startup.quit_requested.connect(self.close)
         self.startup.retry_requested.connect(self.start)
 
@@ -207,14 +218,22 @@ class QtMainWindow(QMainWindow):
         token: str,
         owner: Restartable | None = None,
         events_client: Callable[[], Client] | None = None,
+        result_client: Callable[[], Client] | None = None,
     ) -> None:
         """Show the dashboard for the API at `api_url` (`owner` can restart the stack's parts;
-        `events_client` makes the client of the event stream, by default one like `client`)."""
+        `events_client` / `result_client` make the clients of the event stream and the result
+        fetcher, by default ones like `client`)."""
         self.health.api_url = api_url
         # a short timeout: a hung call must not hold the window's threads when it closes
         client = Client(api_url, token, timeout=15.0)
         controller = DashboardController(
-            client, self.store, self.health, owner=owner, client_factory=events_client, parent=self
+            client,
+            self.store,
+            self.health,
+            owner=owner,
+            client_factory=events_client,
+            result_client=result_client,
+            parent=self,
         )
         controller.notify.connect(self.notifications.show_message)
         controller.restart_done.connect(self.health_panel.restart_finished)
@@ -224,11 +243,30 @@ class QtMainWindow(QMainWindow):
         self.jobs_view.resubmit_requested.connect(controller.resubmit)
         self.health_panel.restart_requested.connect(controller.restart)
         self.health_panel.set_can_restart(owner is not None)
+        self._owner = owner
+        self.phones_panel.set_client(client)
         controller.feed_changed.connect(self._on_feed_state)
         self._on_feed_state(False)  # until the event stream proves itself
         self.controller = controller
         self.pages.setCurrentWidget(self.dashboard)
         controller.start()
+
+    def _set_lan(self, on: bool) -> None:
+        """Save "Allow phones on the clinic network"; restart our stack's API with it."""
+        self.qsettings.setValue("stack/lan", "true" if on else "false")
+        owner = self._owner
+        if owner is None or not hasattr(owner, "set_lan"):
+            self.notifications.show_message(
+                "info", "Phones on the clinic network: applies when this window starts the stack"
+            )
+            return
+        what = "on" if on else "off"
+        self.notifications.show_message("info", f"Turning phones on the clinic network {what}...")
+        self.runner.run(
+            lambda: owner.set_lan(on),
+            lambda _: self.phones_panel.refresh(),
+            lambda exc: self.notifications.show_message("error", f"LAN mode: {exc}"),
+        )
 
     def _on_feed_state(self, up: bool) -> None:
         self.feed_label.setText("live updates" if up else "polling")

@@ -152,7 +152,7 @@ class QtResultView(QWidget):
         self.cards = cards
         self._settings = settings
         self.job_id: str | None = None
-        self._shown_key: tuple[str, str, bool] | None = None
+        self._shown_key: tuple[str, str, bool, str | None] | None = None
         self._build()
         store.changed.connect(self._on_changed)
         self.show_job(None)
@@ -243,7 +243,11 @@ class QtResultView(QWidget):
 
     def _refresh(self) -> None:
         record = self.record
-        key = (record.job_id, record.status, record.result is not None) if record else None
+        key = (
+            (record.job_id, record.status, record.result is not None, record.result_error)
+            if record
+            else None
+        )
         if key is not None and key == self._shown_key:
             self._show_progress(record)
             return  # progress ticks must not reload the image
@@ -292,6 +296,11 @@ class QtResultView(QWidget):
         text = f"{record.state_label} · {record.analysis} · job {record.job_id[:8]}"
         if record.status == "FAILURE" and record.error:
             text += f"\nError: {record.error}"
+        if record.result is None and record.result_error:
+            text += (
+                f"\nThe result could not be fetched: {record.result_error}"
+                "\nSelect the job again to retry."
+            )
         return text
 
     def _render_batch(self, record: JobRecord, result: Mapping[str, Any]) -> None:

@@ -42,6 +42,7 @@ STACK_KEYS = {
     "stack/device": "SKINAPP_DEVICE",
     "stack/retention_days": "SKINAPP_RESULT_TTL_DAYS",
     "stack/models_dir": "SKINAPP_MODELS_DIR",
+    "stack/lan": "SKINAPP_LAN",  # "Allow phones on the clinic network" (Phones panel)
 }
 DEVICES = ("auto", "cpu", "cuda", "mps")
 

@@ -28,6 +28,10 @@ class OwnedStack:
     def restart(self, name: str) -> None:
         self.stack.restart(name)
 
+    def set_lan(self, on: bool) -> None:
+        """Restart the API with or without its LAN listener (blocking)."""
+        self.stack.set_lan(on)
+
     def child_states(self, check_ready: frozenset[str] = frozenset()) -> dict[str, dict[str, Any]]:
         """name -> {alive, pid, exit[, ready]}; `ready` (answers, not just "pid exists") only
         for the children named in `check_ready`, as it costs a probe."""

@@ -10,6 +10,8 @@ import logging
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from skinapp.contract.states import RISK_LEVELS, risk_rank
+
 logger = logging.getLogger(__name__)
 
 SUCCESS = "SUCCESS"
@@ -33,7 +35,6 @@ MEASUREMENT_KEYS: tuple[str, ...] = (
     "nuclear_area_cv",
     "tissue_fraction",
 )
-_RISK_ORDER = {"high": 0, "medium": 1, "low": 2}
 
 
 @dataclass
@@ -145,6 +146,7 @@ def failed(
 def sort_key(record: Record) -> tuple[int, int, str]:
     """Flagged (high risk) first, then failures, then by risk, then by path."""
     if record.status == SUCCESS:
-        return (0, _RISK_ORDER.get(record.risk_level, 3), record.path)
+        # The contract ranks low < medium < high; reports list the most urgent first.
+        return (0, len(RISK_LEVELS) - risk_rank(record.risk_level), record.path)
     order = {FAILURE: 1, ERROR: 1, CANCELLED: 2, SKIPPED: 3}.get(record.status, 4)
     return (order, 0, record.path)

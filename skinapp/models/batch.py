@@ -3,7 +3,7 @@
 Decoding (Pillow, which releases the GIL) runs in threads while torch runs the batched
 forward passes of the previous chunk, so the batch can beat "decode all, then infer".
 A bad image becomes a FAILURE item and the batch goes on; a stop request returns the
-items done so far with `stopped: true`.
+items done so far with `stopped: true`, and so does the worker's soft time limit.
 """
 
 from __future__ import annotations
@@ -70,6 +70,14 @@ def run_batch(
                     break
                 chunk = list(range(start, min(start + CHUNK, len(images))))
                 items.extend(_run_chunk(chunk, futures, images, opts, binary, lesion, steps))
+        except Exception as exc:
+            # The worker's soft time limit arrives as an exception in the middle of a chunk
+            # (matched by name: no Celery here). The chunks already done are kept, as a
+            # stop request keeps them; the worker tells the two apart by its clock.
+            if type(exc).__name__ != "SoftTimeLimitExceeded" or not items:
+                raise
+            logger.warning("batch stopped by the time limit after %d images", len(items))
+            stopped = True
         finally:
             for future in futures:
                 future.cancel()

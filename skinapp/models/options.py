@@ -1,4 +1,5 @@
-"""Options of analyze(): re-checked here (the API checks them too) and echoed as `context`."""
+"""Options of analyze(): re-checked with the contract's `AnalysisOptions` (the rules the API
+applied to the form) and echoed as `context`."""
 
 from __future__ import annotations
 
@@ -8,13 +9,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from skinapp.errors import InvalidRequest
+from skinapp.contract.options import AnalysisOptions
 
 logger = logging.getLogger(__name__)
-
-SEXES = ("male", "female", "unknown")
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off", ""}
 
 
 @dataclass(frozen=True)
@@ -29,74 +26,12 @@ class Options:
 
 
 def parse_options(raw: Mapping[str, Any] | None) -> Options:
+    """Checked options (InvalidRequest naming the field), with every given key echoed."""
     raw = dict(raw or {})
+    checked = AnalysisOptions.from_fields(raw)
     return Options(
-        body_location=_text(raw, "body_location"),
-        enable_multimodal=_flag(raw, "enable_multimodal"),
-        pixel_spacing_mm=_positive(raw, "pixel_spacing_mm"),
-        microns_per_pixel=_positive(raw, "microns_per_pixel"),
-        age=_age(raw),
-        sex=_sex(raw),
-        context={key: _json_safe(value) for key, value in raw.items()},
+        **checked.model_dump(), context={key: _json_safe(value) for key, value in raw.items()}
     )
-
-
-def _text(raw: dict[str, Any], key: str) -> str | None:
-    value = raw.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise InvalidRequest(f"{key} must be text.")
-    return value.strip() or None
-
-
-def _flag(raw: dict[str, Any], key: str) -> bool:
-    value = raw.get(key, False)
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-        return value.strip().lower() in _TRUE
-    raise InvalidRequest(f"{key} must be true or false.")
-
-
-def _number(raw: dict[str, Any], key: str) -> float | None:
-    value = raw.get(key)
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        raise InvalidRequest(f"{key} must be a number.")
-    try:
-        number = float(value)
-    except (TypeError, ValueError) as exc:
-        raise InvalidRequest(f"{key} must be a number.") from exc
-    if not math.isfinite(number):
-        raise InvalidRequest(f"{key} must be a finite number.")
-    return number
-
-
-def _positive(raw: dict[str, Any], key: str) -> float | None:
-    number = _number(raw, key)
-    if number is not None and number <= 0:
-        raise InvalidRequest(f"{key} must be greater than 0.")
-    return number
-
-
-def _age(raw: dict[str, Any]) -> int | None:
-    number = _number(raw, "age")
-    if number is None:
-        return None
-    if number != int(number) or not 0 <= number <= 120:
-        raise InvalidRequest("age must be a whole number from 0 to 120.")
-    return int(number)
-
-
-def _sex(raw: dict[str, Any]) -> str | None:
-    value = _text(raw, "sex")
-    if value is None:
-        return None
-    if value.lower() not in SEXES:
-        raise InvalidRequest("sex must be male, female or unknown.")
-    return value.lower()
 
 
 def _json_safe(value: Any) -> Any:

@@ -7,10 +7,14 @@ place a class becomes a risk level; classifiers and dermoscopy all read it from 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+
+from skinapp.contract.states import RISK_RANK
 
 logger = logging.getLogger(__name__)
 
-RISK_ORDER: dict[str | None, int] = {None: 0, "low": 1, "medium": 2, "high": 3}
+#: low < medium < high, and None (not assessed) below them: the contract's one order.
+RISK_ORDER: Mapping[str | None, int] = RISK_RANK
 
 BINARY_CLASSES: tuple[tuple[str, str], ...] = (("no_lesion", "No lesion"), ("lesion", "Lesion"))
 

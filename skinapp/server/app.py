@@ -15,8 +15,12 @@ from fastapi import FastAPI
 
 from skinapp import __version__
 from skinapp.config import Settings
-from skinapp.server import errors
-from skinapp.server.routes import events, jobs, phone, sync
+from skinapp.server import errors, openapi
+from skinapp.server.auth_limits import FailedAuthLimiter
+from skinapp.server.edges import EdgeMiddleware
+from skinapp.server.lan import LanInfo, bind_names
+from skinapp.server.pairing import PairingStore
+from skinapp.server.routes import devices, events, jobs, phone, storage, sync
 from skinapp.server.state import ServerState
 
 logger = logging.getLogger(__name__)
@@ -32,11 +36,14 @@ def _start(state: ServerState) -> None:
     state.monitor.start()
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, lan_info: LanInfo | None = None) -> FastAPI:
+    """The app; `lan_info` names the LAN listener when there is one (its Host names pass)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = ServerState.build(settings)
         await anyio.to_thread.run_sync(_start, state)
+        app.state.pairing = PairingStore(state.redis, state.tokens)
         app.state.skinapp = state
         logger.info("API ready")
         try:
@@ -50,9 +57,17 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
         description="Skin-image analysis jobs: submit, follow, cancel, fetch results.",
     )
+    app.state.lan = lan_info
+    app.state.auth_limiter = FailedAuthLimiter()
     errors.install(app)
+    openapi.install(app)  # every error status and the {detail, code} body in the schema
     app.include_router(jobs.router)
     app.include_router(events.router)
     app.include_router(sync.router)
     app.include_router(phone.router)
+    app.include_router(storage.router)
+    app.include_router(devices.router)
+    lan_names = [lan_info.host, *lan_info.names] if lan_info else []
+    lan_names += bind_names(settings.host)  # `--host`: the address it was bound to
+    app.add_middleware(EdgeMiddleware, lan_names=lan_names)  # Host allow-list, nosniff
     return app

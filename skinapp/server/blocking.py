@@ -11,10 +11,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import anyio
-import kombu.exceptions
 
 from skinapp.errors import BrokerUnavailable
-from skinapp.tasks.store import broker_errors
+from skinapp.server.storage_errors import DiskFull, caused_by_full_disk, disk_full_message
+from skinapp.tasks.connection import broker_errors
 
 logger = logging.getLogger(__name__)
 
@@ -23,11 +23,13 @@ DEFAULT_TIMEOUT = 10.0
 
 
 def _guarded(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    with broker_errors():
-        try:
+    try:
+        with broker_errors():
             return fn(*args, **kwargs)
-        except kombu.exceptions.OperationalError as exc:
-            raise BrokerUnavailable(f"Redis is not running! ({exc})") from exc
+    except Exception as exc:
+        if caused_by_full_disk(exc):  # a full disk is 507, not "the server is gone"
+            raise DiskFull(disk_full_message()) from exc
+        raise
 
 
 async def run(

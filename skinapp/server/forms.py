@@ -8,17 +8,17 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from skinapp.contract.options import form_schema
 from skinapp.errors import PayloadTooLarge
 from skinapp.server.deps import StateDep
+from skinapp.server.errors import MalformedRequest
 from skinapp.server.uploads import Limits, ParsedForm, read_multipart
 
 logger = logging.getLogger(__name__)
 
-SLACK_BYTES = 1 << 20  # multipart headers and form fields on top of the files
-
 
 async def _drain(stream: AsyncIterator[bytes], budget: int) -> None:
-    """Read (and drop) the rest of a refused body, so the client sees our 413, not a reset."""
+    """Read (and drop) the rest of a refused body, so the client sees our 4xx, not a reset."""
     async for chunk in stream:
         budget -= len(chunk)
         if budget < 0:
@@ -26,22 +26,28 @@ async def _drain(stream: AsyncIterator[bytes], budget: int) -> None:
 
 
 async def upload_form(request: Request, state: StateDep) -> ParsedForm:
-    limits = Limits(state.settings.max_upload_bytes, state.settings.batch_max_images)
-    cap = limits.file_bytes * limits.max_files + SLACK_BYTES
+    settings = state.settings
+    limits = Limits(
+        settings.max_upload_bytes, settings.batch_max_images, settings.max_request_bytes
+    )
+    cap = limits.body_bytes
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > cap:
-        raise PayloadTooLarge(f"the request is larger than {cap // 2**20} MB")
+        raise PayloadTooLarge(
+            f"the upload is larger than the {cap / 2**20:g} MB allowed per request"
+        )
     stream = request.stream()  # one iterator: Starlette refuses a second `stream()`
     try:
         return await read_multipart(request.headers.get("content-type", ""), stream, limits)
-    except PayloadTooLarge:
+    except (PayloadTooLarge, MalformedRequest):
         await _drain(stream, cap)
         raise
 
 
 FormDep = Annotated[ParsedForm, Depends(upload_form)]
 
-#: OpenAPI text for the multipart bodies we parse ourselves.
+#: OpenAPI text for the multipart bodies we parse ourselves: the image fields, then the
+#: analysis options as the contract's `AnalysisOptions` describes them.
 UPLOAD_DOC = {
     "requestBody": {
         "required": True,
@@ -60,12 +66,7 @@ UPLOAD_DOC = {
                             "items": {"type": "string", "format": "binary"},
                             "description": "images (batch-skin-check)",
                         },
-                        "body_location": {"type": "string", "maxLength": 64},
-                        "enable_multimodal": {"type": "boolean"},
-                        "pixel_spacing_mm": {"type": "number", "exclusiveMinimum": 0},
-                        "microns_per_pixel": {"type": "number", "exclusiveMinimum": 0},
-                        "age": {"type": "integer", "minimum": 0, "maximum": 120},
-                        "sex": {"type": "string", "enum": ["male", "female", "unknown"]},
+                        **form_schema(),
                     },
                 }
             }

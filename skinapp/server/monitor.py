@@ -7,6 +7,7 @@ once every worker with a heartbeat has answered). Nothing here runs on the event
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -17,7 +18,10 @@ import redis
 from celery import Celery
 
 from skinapp.config import QUEUES
+from skinapp.server import storage
+from skinapp.server.storage_errors import disk_full_message, writes_refused
 from skinapp.tasks import keys
+from skinapp.tasks.connection import refuses_writes
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +45,8 @@ class Snapshot:
     workers: list[WorkerView] = field(default_factory=list)
     error: str | None = None
     taken_at: float = 0.0
+    storage: str | None = None  # storage.storage_warning: the server nearly full
+    disk_full: str | None = None  # the server refuses writes: its disk is full
 
 
 def queue_depths(client: redis.Redis) -> dict[str, int]:
@@ -97,7 +103,7 @@ class WorkerMonitor:
 
     def refresh(self) -> Snapshot:
         try:
-            self._redis.ping()
+            self._ping()
             depths = queue_depths(self._redis)
             expected = self._heartbeats()
         except redis.RedisError as exc:
@@ -107,7 +113,44 @@ class WorkerMonitor:
         except Exception as exc:  # a broker hiccup mid-inspect: report no workers this round
             logger.warning("inspecting workers failed: %s", exc)
             workers = []
-        return Snapshot(True, depths, workers, None, time.time())
+        return Snapshot(
+            True,
+            depths,
+            workers,
+            None,
+            time.time(),
+            storage.read_warning(self._redis),
+            self._disk_full(),
+        )
+
+    def _ping(self) -> None:
+        try:
+            self._redis.ping()
+        except redis.ResponseError as exc:
+            # The server answers PING with MISCONF while its disk is full: it is up, and
+            # `_disk_full` says what is wrong.
+            if not refuses_writes(exc):
+                raise
+
+    def _disk_full(self) -> str | None:
+        try:
+            refused = writes_refused(self._redis.info("persistence"))
+        except redis.RedisError:  # an external server that hides INFO: nothing to say
+            return None
+        return disk_full_message() if refused else None
+
+    def workers(self) -> list[dict[str, Any]]:
+        """The answering workers, their queues, running jobs and compute device (blocking:
+        the devices are read from the server)."""
+        views = self.snapshot.workers
+        pipe = self._redis.pipeline(transaction=False)
+        for view in views:
+            pipe.hget(keys.worker_info(view.name), "device")
+        devices = pipe.execute() if views else []
+        return [
+            {"name": v.name, "queues": v.queues, "active": v.active, "device": _device(d)}
+            for v, d in zip(views, devices, strict=True)
+        ]
 
     def health(self) -> dict[str, Any]:
         """The seed's health body, exactly its keys."""
@@ -121,18 +164,25 @@ class WorkerMonitor:
         }
         warning = _warning(snap)
         if warning:
-            body["status"] = "unhealthy" if not snap.redis_connected else "degraded"
+            failing = not snap.redis_connected or snap.disk_full is not None
+            body["status"] = "unhealthy" if failing else "degraded"
             body["warning"] = warning
         return body
+
+
+def _device(raw: str | None) -> dict[str, Any]:
+    return json.loads(raw) if raw else {}
 
 
 def _warning(snap: Snapshot) -> str | None:
     if not snap.redis_connected:
         return snap.error or "Redis is not running!"
+    if snap.disk_full:
+        return snap.disk_full
     if not snap.workers:
         return "No workers available"
     served = {q for w in snap.workers for q in w.queues}
     idle = [q for q in QUEUES if q not in served]
     if idle:
         return f"No worker consumes the {', '.join(idle)} queue" + ("s" if len(idle) > 1 else "")
-    return None
+    return snap.storage

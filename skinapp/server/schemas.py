@@ -47,6 +47,7 @@ class JobListItem(BaseModel):
     progress: Progress
     summary: Summary | None = None
     error: str | None = None
+    error_code: str | None = None
 
 
 class JobPublic(JobListItem):

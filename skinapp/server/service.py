@@ -1,61 +1,41 @@
-"""What the routes do: submit a job (blobs, record, enqueue), read it back, wait for it."""
+"""What the routes do: submit a job (blobs, record, enqueue), read it back, wait for it,
+cancel it, list jobs."""
 
 from __future__ import annotations
 
 import logging
 import time
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import anyio
 
 from skinapp.config import ANALYSES, queue_for
-from skinapp.errors import BrokerUnavailable, Forbidden, InvalidRequest, JobNotFound
-from skinapp.server import blocking
+from skinapp.contract.images import check_upload
+from skinapp.contract.options import AnalysisOptions
+from skinapp.errors import (
+    AuthError,
+    BrokerUnavailable,
+    Forbidden,
+    InvalidImage,
+    InvalidRequest,
+    JobNotFound,
+)
+from skinapp.server import blocking, quotas
 from skinapp.server.deps import is_admin
+from skinapp.server.revocation import RECHECK, TokenWatch
+from skinapp.server.schemas import CancelPublic
 from skinapp.server.state import ServerState
 from skinapp.server.uploads import ParsedForm, UploadedFile
-from skinapp.server.validation import check_image, options_from_fields
-from skinapp.tasks import TASK_NAME, TERMINAL, NewJob
+from skinapp.tasks import TASK_NAME, JobRecord, NewJob, job_events
 from skinapp.tasks import keys as job_keys
-from skinapp.tasks.events import job_event, publish
-from skinapp.tasks.store import broker_errors
+from skinapp.tasks.connection import CONNECTION_ERRORS, broker_errors
+from skinapp.tasks.jobs import STATES, iso
 
 logger = logging.getLogger(__name__)
 
 BATCH = "batch-skin-check"
 RECHECK_EVERY = 5.0  # re-read the record while waiting, in case a done event was missed
-
-
-def iso(ts: float | None) -> str | None:
-    return (
-        None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
-    )
-
-
-def job_public(rec: dict[str, Any], *, with_result: bool = True) -> dict[str, Any]:
-    """The status body of docs/contracts.md for a decoded record."""
-    started, finished = rec.get("started_at"), rec.get("finished_at")
-    body: dict[str, Any] = {
-        "job_id": rec["id"],
-        "status": rec.get("state") or "PENDING",
-        "analysis": rec.get("analysis"),
-        "queue": rec.get("queue"),
-        "filenames": rec.get("filenames") or [],
-        "image_sha256": rec.get("images") or [],
-        "submitted_at": iso(rec.get("submitted_at")),
-        "started_at": iso(started),
-        "finished_at": iso(finished),
-        "duration": round(finished - started, 3) if started and finished else None,
-        "progress": rec.get("progress") or {"percent": 0, "status": "", "current": 0, "total": 0},
-        "summary": rec.get("summary"),
-    }
-    if with_result and rec.get("result") is not None:
-        body["result"] = rec["result"]
-    if rec.get("error"):
-        body["error"] = rec["error"]
-    return body
 
 
 def pick_files(analysis: str, form: ParsedForm, max_files: int) -> list[UploadedFile]:
@@ -71,40 +51,60 @@ def pick_files(analysis: str, form: ParsedForm, max_files: int) -> list[Uploaded
 
 
 def check_images(files: list[UploadedFile], max_pixels: int) -> None:
-    for f in files:
-        check_image(f.data, f.filename, max_pixels)
+    """The contract's admission check on every file, before anything is stored.
+
+    One image is refused with exactly the words the worker's decode would use; in a batch the
+    words are prefixed with which file it was.
+    """
+    for number, f in enumerate(files, 1):
+        try:
+            check_upload(f.data, max_pixels)
+        except InvalidImage as exc:
+            if len(files) == 1:
+                raise
+            # The file is named as repr, like every other message about an upload: headless
+            # mode finds the one bad image of a batch by it and sends the others.
+            raise InvalidImage(f"Image {number} of {len(files)} ({f.filename!r}): {exc}") from exc
 
 
-def _store_and_enqueue(
-    state: ServerState, job: NewJob, files: list[UploadedFile]
-) -> dict[str, Any]:
-    job.images = [state.blobs.put(f.data) for f in files]
-    rec = state.index.create(job)
+def _store_and_enqueue(state: ServerState, job: NewJob, files: list[UploadedFile]) -> JobRecord:
+    job.image_sha256 = [state.blobs.put(f.data) for f in files]
+    rec = state.jobs.create(job)
     try:
         state.celery.send_task(TASK_NAME, args=[job.job_id], task_id=job.job_id, queue=job.queue)
     except Exception as exc:
-        state.index.redis.hset(
-            job_keys.job(job.job_id), mapping={"state": "FAILURE", "error": "could not be queued"}
-        )
+        _fail_unqueued(state, job.job_id)
         raise BrokerUnavailable(f"could not queue the job: {exc}") from exc
-    publish(state.redis, job_event(rec))
+    job_events.publish(state.redis, rec)
     return rec
+
+
+def _fail_unqueued(state: ServerState, job_id: str) -> None:
+    """End a job whose message never reached the broker, so nobody waits for it."""
+    try:
+        if state.jobs.fail(job_id, "could not be queued", BrokerUnavailable.code):
+            rec = state.jobs.get(job_id)
+            if rec is not None:
+                job_events.publish(state.redis, rec)
+    except CONNECTION_ERRORS as exc:  # the server is gone too: the record expires with its TTL
+        logger.warning("could not mark job %s failed: %s", job_id, exc)
 
 
 async def submit(
     state: ServerState, token: dict[str, Any], analysis: str, form: ParsedForm
-) -> dict[str, Any]:
+) -> JobRecord:
     """Validate everything, then store the images, write the record and queue the job."""
     files = pick_files(analysis, form, state.settings.batch_max_images)
-    options = options_from_fields(form.fields)
+    options = AnalysisOptions.from_fields(form.fields).given()
     await anyio.to_thread.run_sync(check_images, files, state.settings.max_image_pixels)
+    await quotas.check_submission(state, token, files)  # 507 when full, 429 over the token's quota
     job = NewJob(
         job_id=str(uuid.uuid4()),
         owner=str(token["id"]),
         analysis=analysis,
         queue=queue_for(analysis),
         filenames=[f.filename for f in files],
-        images=[],
+        image_sha256=[],
         options=options,
     )
     rec = await blocking.run(_store_and_enqueue, state, job, files, timeout=30.0)
@@ -112,46 +112,130 @@ async def submit(
     return rec
 
 
-def submitted_body(rec: dict[str, Any]) -> dict[str, Any]:
-    job_id = rec["id"]
+def submitted_body(rec: JobRecord) -> dict[str, Any]:
     return {
-        "job_id": job_id,
-        "status": "PENDING",
-        "analysis": rec["analysis"],
-        "queue": rec["queue"],
-        "poll_url": f"/jobs/status/{job_id}",
-        "result_url": f"/jobs/result/{job_id}",
-        "submitted_at": iso(rec.get("submitted_at")),
+        "job_id": rec.job_id,
+        "status": rec.status,
+        "analysis": rec.analysis,
+        "queue": rec.queue,
+        "poll_url": f"/jobs/status/{rec.job_id}",
+        "result_url": f"/jobs/result/{rec.job_id}",
+        "submitted_at": iso(rec.submitted_at),
     }
 
 
-async def load_job(state: ServerState, token: dict[str, Any], job_id: str) -> dict[str, Any]:
+def visible_owner(token: dict[str, Any]) -> str | None:
+    """Whose jobs `token` sees: its own, or everyone's (None) for an admin."""
+    return None if is_admin(token) else str(token["id"])
+
+
+async def load_job(state: ServerState, token: dict[str, Any], job_id: str) -> JobRecord:
     """The record, if it exists (404) and the caller may see it (403)."""
-    rec = await blocking.run(state.index.get, job_id)
+    rec = await blocking.run(state.jobs.get, job_id)
     if rec is None:
         raise JobNotFound(f"no job {job_id!r} (unknown, or older than the result TTL)")
-    if not is_admin(token) and rec.get("owner") != token["id"]:
+    if visible_owner(token) not in (None, rec.owner):
         raise Forbidden(f"job {job_id!r} belongs to another token")
     return rec
 
 
-async def wait_for_end(state: ServerState, rec: dict[str, Any], timeout: float) -> dict[str, Any]:
-    """The record once it is terminal, or as it is when `timeout` runs out."""
-    job_id = rec["id"]
+async def wait_for_end(
+    state: ServerState, rec: JobRecord, timeout: float, token_id: str | None = None
+) -> JobRecord:
+    """The record once it is terminal, or as it is when `timeout` runs out; AuthError when
+    the waiting token (`token_id`) is revoked meanwhile."""
     deadline = time.monotonic() + timeout
+    watch = TokenWatch(state.tokens, token_id) if token_id else None
+    recheck = RECHECK if watch else RECHECK_EVERY
     with broker_errors():
         async with state.aredis.pubsub() as pubsub:
             # Subscribe first, then read: a result stored in between is not missed.
-            await pubsub.subscribe(job_keys.done_channel(job_id))
-            fresh = await blocking.run(state.index.get, job_id)
-            rec = fresh or rec
-            while rec.get("state") not in TERMINAL:
+            await pubsub.subscribe(job_keys.done_channel(rec.job_id))
+            rec = await _reread(state, rec)
+            while not rec.ended:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                await pubsub.get_message(
-                    ignore_subscribe_messages=True, timeout=min(left, RECHECK_EVERY)
-                )
-                fresh = await blocking.run(state.index.get, job_id)
-                rec = fresh or rec
+                await pubsub.get_message(ignore_subscribe_messages=True, timeout=min(left, recheck))
+                if watch is not None and not await watch.alive():
+                    raise AuthError("the token was revoked")
+                rec = await _reread(state, rec)
     return rec
+
+
+async def _reread(state: ServerState, rec: JobRecord) -> JobRecord:
+    fresh = await blocking.run(state.jobs.get, rec.job_id)
+    return fresh or rec  # expired meanwhile: keep what we had
+
+
+# --- cancel ----------------------------------------------------------------------------
+_CANCELLED = {
+    "CANCELLING": "the job is running; its worker stops it within seconds",
+    "REVOKED": "cancelled before it ran",
+}
+
+
+def _cancel(state: ServerState, job_id: str) -> str | None:
+    """Set the lasting cancel flag; tell the workers that still hold the message, and the
+    watchers of the job."""
+    answer = state.jobs.cancel(job_id)
+    if answer in _CANCELLED:
+        state.celery.control.revoke(job_id)  # workers that still hold the message drop it
+        rec = state.jobs.get(job_id)
+        if rec is not None:
+            job_events.publish(state.redis, rec)
+    return answer
+
+
+def cancel_body(job_id: str, before: str, answer: str | None) -> CancelPublic:
+    """The cancel answer; `answer` is the store's (None or a terminal state: nothing to do)."""
+    if answer in _CANCELLED:
+        status = before if answer == "CANCELLING" else answer
+        return CancelPublic(job_id=job_id, status=status, cancelled=True, detail=_CANCELLED[answer])
+    ended = answer or before
+    detail = f"the job already ended ({ended}); nothing to cancel"
+    return CancelPublic(job_id=job_id, status=ended, cancelled=False, detail=detail)
+
+
+async def cancel(state: ServerState, token: dict[str, Any], job_id: str) -> CancelPublic:
+    """Cancel a queued or running job the caller may see."""
+    rec = await load_job(state, token, job_id)
+    answer = None if rec.ended else await blocking.run(_cancel, state, job_id)
+    return cancel_body(job_id, rec.status, answer)
+
+
+# --- list ------------------------------------------------------------------------------
+def _list(
+    state: ServerState,
+    owner: str | None,
+    status: str | None,
+    analysis: str | None,
+    page: slice,
+) -> dict[str, Any]:
+    ids = state.jobs.ids(owner)
+    if status or analysis:
+        heads = state.jobs.records(ids, ("status", "analysis"))
+        ids = [
+            h.job_id
+            for h in heads
+            if (not status or h.status == status) and (not analysis or h.analysis == analysis)
+        ]
+    jobs = [rec.to_public(with_result=False) for rec in state.jobs.records(ids[page])]
+    return {"jobs": jobs, "total": len(ids), "limit": page.stop - page.start, "offset": page.start}
+
+
+async def list_jobs(
+    state: ServerState,
+    token: dict[str, Any],
+    status: str | None,
+    analysis: str | None,
+    limit: int,
+    offset: int,
+) -> dict[str, Any]:
+    """The caller's jobs (every job for an admin), newest first, filtered and paged."""
+    if status and status not in STATES:
+        raise InvalidRequest(f"status must be one of {', '.join(STATES)}")
+    if analysis and analysis not in ANALYSES:
+        raise InvalidRequest(f"analysis must be one of {', '.join(ANALYSES)}")
+    page = slice(offset, offset + limit)
+    return await blocking.run(_list, state, visible_owner(token), status, analysis, page)

@@ -12,9 +12,9 @@ from celery import Celery
 from skinapp.config import Settings
 from skinapp.server.monitor import WorkerMonitor
 from skinapp.server.tokens import TokenStore
-from skinapp.tasks import BlobStore, JobIndex, configure
+from skinapp.tasks import BlobStore, JobStore, configure
 from skinapp.tasks.celery_app import broker_url
-from skinapp.tasks.store import redis_client
+from skinapp.tasks.connection import redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ class ServerState:
     celery: Celery
     redis: redis.Redis
     aredis: aioredis.Redis
-    index: JobIndex
+    jobs: JobStore
     blobs: BlobStore
     tokens: TokenStore
     monitor: WorkerMonitor
@@ -41,8 +41,10 @@ class ServerState:
             celery=app,
             redis=client,
             aredis=aioredis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=2.0),
-            index=JobIndex(client, ttl),
-            blobs=BlobStore(redis_client(url, decode=False, timeout=30.0), ttl),
+            jobs=JobStore(client, ttl),
+            blobs=BlobStore(
+                redis_client(url, decode=False, timeout=30.0), settings.image_ttl_seconds
+            ),
             tokens=TokenStore(client),
             monitor=WorkerMonitor(app, redis_client(url, timeout=2.0)),
         )

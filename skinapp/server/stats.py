@@ -1,4 +1,4 @@
-"""`/jobs/stats` from the job index: counts, run durations, throughput, error rate."""
+"""`/jobs/stats` from the job store: counts, run durations, throughput, error rate."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import time
 from collections import Counter
 from typing import Any
 
-from skinapp.tasks.jobs import JobIndex
+from skinapp.tasks.jobs import JobRecord, JobStore
 
 logger = logging.getLogger(__name__)
 
-FIELDS = ["id", "state", "analysis", "started_at", "finished_at"]
+FIELDS = ("status", "analysis", "started_at", "finished_at")
 THROUGHPUT_WINDOW = 600.0  # seconds: "jobs finished per minute" over the last ten minutes
 
 
@@ -24,11 +24,11 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
-def durations_of(records: list[dict[str, Any]]) -> dict[str, Any]:
+def durations_of(records: list[JobRecord]) -> dict[str, Any]:
     values = [
-        r["finished_at"] - r["started_at"]
+        r.finished_at - r.started_at
         for r in records
-        if r.get("state") == "SUCCESS" and r.get("started_at") and r.get("finished_at")
+        if r.status == "SUCCESS" and r.started_at and r.finished_at
     ]
     if not values:
         return {"count": 0, "mean": None, "p50": None, "p95": None}
@@ -40,17 +40,17 @@ def durations_of(records: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def compute(index: JobIndex, owner: str | None, *, now: float | None = None) -> dict[str, Any]:
-    """Stats over every job in the index (one owner's, or all for an admin)."""
+def compute(jobs: JobStore, owner: str | None, *, now: float | None = None) -> dict[str, Any]:
+    """Stats over every stored job (one owner's, or all for an admin)."""
     now = time.time() if now is None else now
-    records = index.records(index.ids(owner), FIELDS)
-    by_status = Counter(r.get("state") or "PENDING" for r in records)
-    recent = [r for r in records if (r.get("finished_at") or 0) >= now - THROUGHPUT_WINDOW]
+    records = jobs.records(jobs.ids(owner), FIELDS)
+    by_status = Counter(r.status for r in records)
+    recent = [r for r in records if (r.finished_at or 0) >= now - THROUGHPUT_WINDOW]
     ended = by_status["SUCCESS"] + by_status["FAILURE"]
     return {
         "total": len(records),
         "by_status": dict(by_status),
-        "by_analysis": dict(Counter(r.get("analysis") or "?" for r in records)),
+        "by_analysis": dict(Counter(r.analysis or "?" for r in records)),
         "duration": durations_of(records),
         "throughput_per_minute": round(len(recent) / (THROUGHPUT_WINDOW / 60), 3),
         "error_rate": round(by_status["FAILURE"] / ended, 4) if ended else None,

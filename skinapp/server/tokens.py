@@ -2,10 +2,15 @@
 
 Roles: `admin` (every job, token management) and `device` (its own jobs only). The admin
 token made at first start is written to `<data dir>/admin-token` with mode 0600.
+
+A paired device's record also says when it was paired, when it was last seen and from which
+address (`touch`). Open event streams and long-polls ask `exists(id)` about once a second,
+so revoking a token ends them within that time.
 """
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import logging
 import secrets
@@ -35,8 +40,20 @@ def _text(value: Any) -> str:
 
 def _record(raw: dict[Any, Any]) -> dict[str, Any]:
     rec: dict[str, Any] = {_text(k): _text(v) for k, v in raw.items()}
-    rec["created_at"] = float(rec.get("created_at") or 0)
+    for name in ("created_at", "paired_at", "last_seen"):
+        if name in rec or name == "created_at":
+            rec[name] = float(rec.get(name) or 0)
     return rec
+
+
+# Only while the record exists: a touch must not bring a revoked token back.
+_TOUCH = """
+if redis.call('exists', KEYS[1]) == 1 then
+  redis.call('hset', KEYS[1], 'last_seen', ARGV[1], 'address', ARGV[2])
+end
+return 0
+"""
+TOUCH_EVERY = 5.0  # seconds; "last seen" needs no finer grain than this
 
 
 class TokenStore:
@@ -44,9 +61,17 @@ class TokenStore:
 
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
+        # register_script: EVALSHA, the one script form the server's ACL lets the app run.
+        self._touch = client.register_script(_TOUCH)
 
-    def create(self, name: str, role: str) -> tuple[str, dict[str, Any]]:
-        """A new token (shown once) and its record `{id, name, role, created_at}`."""
+    @property
+    def client(self) -> redis.Redis:
+        return self._redis
+
+    def create(
+        self, name: str, role: str, extra: dict[str, str] | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        """A new token (shown once) and its record `{id, name, role, created_at, **extra}`."""
         if role not in ROLES:
             raise InvalidRequest(f"role must be one of {', '.join(ROLES)}, not {role!r}")
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -56,6 +81,7 @@ class TokenStore:
             "name": name,
             "role": role,
             "created_at": repr(time.time()),
+            **(extra or {}),
         }
         pipe = self._redis.pipeline()
         pipe.hset(keys.token(digest), mapping=record)
@@ -91,6 +117,24 @@ class TokenStore:
             return None
         raw = self._redis.hgetall(keys.token(hash_token(token)))
         return _record(raw) if raw else None
+
+    def exists(self, token_id: str) -> bool:
+        """False once the token is revoked: what open streams re-check."""
+        return bool(self._redis.hexists(keys.TOKENS_INDEX, token_id))
+
+    def touch(self, token: str, record: dict[str, Any], address: str) -> None:
+        """Note that the token was used now from `address` (at most every TOUCH_EVERY s)."""
+        now = time.time()
+        if now - float(record.get("last_seen") or 0) < TOUCH_EVERY and (
+            record.get("address") == address
+        ):
+            return
+        # One script, so a revoke between a check and a write cannot leave half a record.
+        self._touch(keys=[keys.token(hash_token(token))], args=[repr(now), address])
+
+    def devices(self) -> builtins.list[dict[str, Any]]:
+        """The records of device tokens (paired phones and tablets), oldest first."""
+        return [r for r in self.list() if r.get("role") == "device"]
 
     def ensure_admin(self, path: Path) -> str:
         """The admin token in `path`, made (and written 0600) when none is there or it is stale."""

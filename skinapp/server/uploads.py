@@ -1,8 +1,11 @@
 """Read a multipart upload as it streams in, refusing it the moment it breaks a limit.
 
 Starlette's own form parser spools a whole file before the endpoint sees it; here the size
-limit (413) is checked on every chunk, so a 2 GB upload is cut off after 25 MB. Fields are
-small and validated later (`skinapp.server.validation`).
+limits (413: per file, and all files of the request together) are checked on every chunk, so
+a 2 GB upload is cut off after 25 MB. Fields are small and validated later
+(`skinapp.server.validation`). A body python-multipart cannot parse (a bad or over-long
+boundary, an over-long part header, garbage, a body cut short before its closing boundary)
+is a 400 `MalformedRequest`, never a traceback.
 """
 
 from __future__ import annotations
@@ -11,14 +14,17 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 
 from skinapp.errors import InvalidRequest, PayloadTooLarge
+from skinapp.server.errors import MalformedRequest
 
 logger = logging.getLogger(__name__)
 
 MAX_FIELD_BYTES = 64 * 1024
 MAX_FIELDS = 64
+SLACK_BYTES = 1 << 20  # multipart headers and form fields on top of the files
 
 
 @dataclass
@@ -32,6 +38,13 @@ class UploadedFile:
 class Limits:
     file_bytes: int
     max_files: int
+    request_bytes: int | None = None  # all of the body; None: every file at its limit
+
+    @property
+    def body_bytes(self) -> int:
+        if self.request_bytes is not None:
+            return self.request_bytes
+        return self.file_bytes * self.max_files + SLACK_BYTES
 
 
 @dataclass
@@ -110,13 +123,33 @@ def boundary_of(content_type: str) -> bytes:
     return boundary
 
 
+def _parser(content_type: str, collector: _Collector) -> MultipartParser:
+    try:
+        return MultipartParser(boundary_of(content_type), collector.callbacks())  # type: ignore[arg-type]
+    except FormParserError as exc:  # e.g. a boundary over python-multipart's 256 bytes
+        raise MalformedRequest(f"the multipart boundary is not usable: {exc}") from exc
+
+
+def _too_large(limits: Limits) -> PayloadTooLarge:
+    mb = limits.body_bytes / 2**20
+    return PayloadTooLarge(f"the upload is larger than the {mb:g} MB allowed per request")
+
+
 async def read_multipart(
     content_type: str, stream: AsyncIterator[bytes], limits: Limits
 ) -> ParsedForm:
     """Parse the request body chunk by chunk; raises PayloadTooLarge as soon as a limit breaks."""
     collector = _Collector(limits)
-    parser = MultipartParser(boundary_of(content_type), collector.callbacks())  # type: ignore[arg-type]
-    async for chunk in stream:
-        parser.write(chunk)
-    parser.finalize()
+    parser = _parser(content_type, collector)
+    received = 0
+    try:
+        async for chunk in stream:
+            received += len(chunk)
+            if received > limits.body_bytes:
+                raise _too_large(limits)
+            parser.write(chunk)
+    except FormParserError as exc:
+        raise MalformedRequest(f"the multipart body could not be read: {exc}") from exc
+    if parser.state != MultipartState.END:  # python-multipart's finalize() does not check
+        raise MalformedRequest("the multipart body ends before its closing boundary")
     return collector.form

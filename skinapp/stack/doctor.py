@@ -1,4 +1,5 @@
-"""`skinapp doctor`: what this machine has — device, server binary, ports, models, permissions.
+"""`skinapp doctor`: what this machine has — device, server binary, ports, models, permissions,
+and the running server's memory and AOF against their limits.
 
 The device is probed in a child Python (`import torch` there, never here) so the check
 cannot initialise CUDA in this process; a frozen bundle looks for nvidia-smi instead.
@@ -14,6 +15,9 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import redis
 
 from skinapp.config import Settings
 from skinapp.errors import StackError
@@ -136,6 +140,54 @@ def check_stack(settings: Settings) -> Check:
     return Check("ok", "stack", f"running at {info['api_url']} (pid {info.get('owner_pid')})")
 
 
+MB = 1 << 20
+
+
+def _storage_info(url: str) -> dict[str, Any]:
+    client = probes.redis_client(url, timeout=2.0)
+    try:
+        return {**client.info("memory"), **client.info("persistence")}
+    finally:
+        client.close()
+
+
+def storage_checks(info: dict[str, Any], data_dir: Path) -> list[Check]:
+    """The server's memory and AOF against their limits, from its INFO memory/persistence."""
+    used, limit = int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))
+    policy = str(info.get("maxmemory_policy", "?"))
+    if not limit:
+        memory = Check("WARN", "server memory", f"{used // MB} MB used, no maxmemory limit")
+    else:
+        share = used / limit
+        level = "FAIL" if share >= 0.9 else "WARN" if share >= 0.8 else "ok"
+        memory = Check(
+            level,
+            "server memory",
+            f"{used // MB} of {limit // MB} MB ({100 * share:.0f}%), policy {policy}"
+            + ("" if level == "ok" else "; uploads are refused past 90% (HTTP 507)"),
+        )
+    aof = int(info.get("aof_current_size", 0))
+    aof_limit = 2 * limit  # rewritten when it doubles: a healthy AOF stays under 2x the data
+    free = shutil.disk_usage(data_dir).free if data_dir.exists() else 0
+    level = "WARN" if (aof_limit and aof > aof_limit) or (free and free < 2 * aof) else "ok"
+    detail = f"{aof // MB} MB (limit {aof_limit // MB} MB), {free // MB} MB free on disk"
+    if not int(info.get("aof_enabled", 0)):
+        level, detail = "WARN", "AOF is off: queued jobs are lost when the server stops"
+    return [memory, Check(level, "AOF", detail)]
+
+
+def check_storage(settings: Settings, stack_running: bool) -> list[Check]:
+    """Figures from the running server; the configured limit when no stack runs."""
+    if not stack_running:
+        limit = settings.server_maxmemory_bytes // MB
+        return [Check("ok", "server memory", f"limit {limit} MB (stack not running)")]
+    try:
+        info = _storage_info(runtime.local_redis_url(settings))
+    except (StackError, redis.RedisError) as exc:
+        return [Check("WARN", "server memory", f"cannot read the server's figures: {exc}")]
+    return storage_checks(info, settings.resolved_data_dir / "server")
+
+
 def run_checks(settings: Settings) -> list[Check]:
     stack = check_stack(settings)
     running = "running at" in stack.detail
@@ -146,4 +198,5 @@ def run_checks(settings: Settings) -> list[Check]:
         check_models(settings),
         *check_permissions(settings),
         stack,
+        *check_storage(settings, running),
     ]

@@ -15,6 +15,7 @@ import redis
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_PREFIX = "skinapp:heartbeat:"
+PROBE_USER_AGENT = "skinapp-supervisor"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -63,8 +64,10 @@ def heartbeat(url: str, hostname: str, timeout: float = 1.0) -> str | None:
 
 def http_get_json(url: str, timeout: float = 2.0) -> tuple[int, Any]:
     """(status, parsed body or None); (0, None) when nothing answers."""
+    # Named, so the API's access log can leave out the supervisor's probe every few seconds.
+    request = urllib.request.Request(url, headers={"User-Agent": PROBE_USER_AGENT})
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - our URL
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - our URL
             return response.status, _parse(response.read())
     except urllib.error.HTTPError as exc:
         with contextlib.closing(exc):
@@ -86,3 +89,18 @@ def health(api_url: str, timeout: float = 3.0) -> dict[str, Any] | None:
     if status == 0 or not isinstance(body, dict):
         return None
     return body
+
+
+#: Written by `accepts_writes`; under the app user's `skinapp:*` keys, gone after a minute.
+WRITE_PROBE_KEY = "skinapp:supervisor:write-probe"
+
+
+def accepts_writes(url: str, timeout: float = 1.0) -> bool:
+    """The server answers and takes a write (not read-only from a full disk or memory)."""
+    client = redis_client(url, timeout)
+    try:
+        return bool(client.set(WRITE_PROBE_KEY, "1", ex=60))
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()

@@ -81,6 +81,8 @@ class ManagedProcess:
         self._spawn = spawn
         self._popen: subprocess.Popen[bytes] | None = None
         self.started_at: float | None = None
+        #: True while the child runs without a log (it could not be written at its start).
+        self.output_discarded = False
 
     # --- what a subclass provides ------------------------------------------------------
     def command(self) -> list[str]:
@@ -101,11 +103,13 @@ class ManagedProcess:
 
     def start(self) -> None:
         argv = self.command()
-        log = self._open_log(argv)
+        log = self._open_log_or_none(argv)
+        self.output_discarded = log is None
         try:
-            self._spawn_child(argv, log)
+            self._spawn_child(argv, subprocess.DEVNULL if log is None else log)
         finally:
-            log.close()  # the child holds its own copy of the descriptor
+            if log is not None:
+                log.close()  # the child holds its own copy of the descriptor
         logger.info("started %s (pid %s), log %s", self.name, self.pid, self.log_path)
 
     def _spawn_child(self, argv: list[str], stdout: IO[bytes] | int) -> None:
@@ -124,12 +128,26 @@ class ManagedProcess:
             raise StackError(f"cannot start {self.name} ({argv[0]}): {exc}") from exc
         self.started_at = time.monotonic()
 
+    def _open_log_or_none(self, argv: Sequence[str]) -> IO[bytes] | None:
+        """The log; None when it cannot be written (a full disk): the child then starts with
+        its output discarded, since a stack that dies of a log write is worse."""
+        try:
+            return self._open_log(argv)
+        except OSError as exc:
+            what = "%s starts with its output discarded: cannot write %s (%s)"
+            logger.error(what, self.name, self.log_path, exc)
+            return None
+
     def _open_log(self, argv: Sequence[str]) -> IO[bytes]:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed after spawn
+        # Unbuffered: a failed write raises here, not again from close().
+        log = open(self.log_path, "ab", buffering=0)  # noqa: SIM115 - closed after spawn
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        log.write(f"\n--- {stamp} skinapp starts {self.name}: {' '.join(argv)}\n".encode())
-        log.flush()
+        try:
+            log.write(f"\n--- {stamp} skinapp starts {self.name}: {' '.join(argv)}\n".encode())
+        except OSError:
+            log.close()
+            raise
         return log
 
     def is_alive(self) -> bool:

@@ -116,6 +116,16 @@ def read_runtime(settings: Settings) -> dict[str, Any]:
     return info
 
 
+def read_child_states(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The supervisor's view of each child, for a command or window that did not start the
+    stack: name -> {state, pid, attempt, next_try_at (epoch s), last_failure, restarts,
+    crash_looping, output_discarded, summary ("restarting, attempt 7, next try in 20 s (...)")}.
+    Rewritten by the supervisor whenever a child's state changes; StackError as `read_runtime`.
+    """
+    children = read_runtime(settings).get("children")
+    return children if isinstance(children, dict) else {}
+
+
 def read_admin_token(settings: Settings) -> str:
     path = admin_token_file(settings)
     try:

@@ -1,8 +1,13 @@
 """The Stack: starts the server, workers, API (and Flower) in order, watches them, stops them.
 
-One loop (`supervise`) restarts crashed children with back-off and a limit. All children are
-spawned from one long-lived thread: PR_SET_PDEATHSIG fires when the *thread* that forked a
-child exits, so spawning from a short-lived GUI or restart thread would kill the child early.
+One loop (`supervise`) restarts children that exited, and on a timer probes the live ones
+(PING, the worker heartbeat or Celery ping, HTTP `/jobs/health`): one that does not answer
+for `Supervision.liveness_timeout` seconds is killed, its whole process group, and restarted.
+Restarts back off up to a cap and never stop (see `skinapp.stack.watch`); each child's state,
+"restarting, attempt N, next try in S s" included, is `Stack.child_states()` and the
+`children` entry of the runtime file. All children are spawned from one long-lived thread:
+PR_SET_PDEATHSIG fires when the *thread* that forked a child exits, so spawning from a
+short-lived GUI or restart thread would kill the child early.
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +39,9 @@ from skinapp.stack.environment import child_env
 from skinapp.stack.models_step import ModelsStep, missing_model_tasks
 from skinapp.stack.process import ManagedProcess, direct_spawn
 from skinapp.stack.server_config import ServerFiles, ensure_password, redis_url, write_config
+from skinapp.stack.watch import ChildState, ChildWatch, RestartPolicy, Supervision
+
+__all__ = ["STAGES", "ChildState", "RestartPolicy", "Stack", "Supervision", "supervised"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,35 +50,6 @@ STAGES = ("server", "models", "workers", "api", "ready")
 INTERACTIVE_QUEUES = ("analysis", "default")
 BATCH_QUEUES = ("batch",)
 _ANY_ADDRESS = {"0.0.0.0", "::", ""}
-
-
-@dataclass
-class RestartPolicy:
-    """Exponential back-off, and at most `limit` restarts within `window` seconds."""
-
-    limit: int = 5
-    window: float = 300.0
-    base_delay: float = 0.5
-    max_delay: float = 30.0
-    failures: list[float] = field(default_factory=list)
-
-    def record_failure(self, now: float) -> None:
-        self.failures = [t for t in self.failures if now - t < self.window] + [now]
-
-    def exhausted(self) -> bool:
-        return len(self.failures) > self.limit
-
-    def delay(self) -> float:
-        return min(self.max_delay, self.base_delay * 2 ** max(0, len(self.failures) - 1))
-
-
-@dataclass
-class _Watch:
-    """The supervisor's bookkeeping for one child."""
-
-    policy: RestartPolicy = field(default_factory=RestartPolicy)
-    restart_at: float | None = None
-    gave_up: bool = False
 
 
 def _log_stage(stage: str, message: str) -> None:
@@ -88,8 +66,10 @@ class Stack:
         flower: bool = False,
         on_stage: StageCallback | None = None,
         ensure_models: bool = True,
+        supervision: Supervision | None = None,
     ) -> None:
         self.settings = settings
+        self.supervision = supervision or Supervision()
         self.flower = flower
         self.ensure_models = ensure_models
         self._on_stage = on_stage or _log_stage
@@ -99,7 +79,8 @@ class Stack:
         self.redis_url = ""
         self._lock = runtime.StackLock(runtime.lock_file(settings))
         self._mutex = threading.RLock()
-        self._watches: dict[str, _Watch] = {}
+        self._watches: dict[str, ChildWatch] = {}
+        self._next_probe = 0.0
         self._spawner: ThreadPoolExecutor | None = None
         self._stopping = False
         self._env: dict[str, str] = {}
@@ -126,6 +107,9 @@ class Stack:
         self._ensure_models()
         self._start_services()
         self.admin_token = self._wait_admin_token()
+        now = time.monotonic()
+        for watch in self._watches.values():  # wait_ready saw each one answer
+            watch.answered(now)
         self._write_runtime()
         self._stage("ready", f"{self.api_url} in {time.monotonic() - started:.1f} s")
 
@@ -162,7 +146,7 @@ class Stack:
         self.redis_url = redis_url(port, password)
         server = ServerProcess(
             find_server_binary(self.settings),
-            write_config(files, port, password),
+            write_config(files, port, password, self.settings.server_maxmemory_bytes),
             self.redis_url,
             self._log("server"),
             dict(os.environ),
@@ -184,8 +168,9 @@ class Stack:
 
     def _launch(self, child: ManagedProcess) -> None:
         self.children[child.name] = child
-        self._watches.setdefault(child.name, _Watch())
+        watch = self._watches.setdefault(child.name, ChildWatch(self.supervision.policy()))
         child.start()
+        watch.started(time.monotonic())
 
     def _ensure_models(self) -> None:
         missing = missing_model_tasks(self.settings.resolved_models_dir)
@@ -284,13 +269,37 @@ class Stack:
             "external_server": bool(self.settings.external_broker),
             "redis_port": getattr(self.children.get("server"), "port", None),
             "flower_url": getattr(self.children.get("flower"), "local_url", None),
+            "children": {name: state.to_json() for name, state in self.child_states().items()},
         }
+
+    def child_states(self) -> dict[str, ChildState]:
+        """Each child as health and the dashboard show it: running, starting, or restarting
+        (attempt N, next try in S s, why)."""
+        now = time.monotonic()
+        return {
+            name: self._watches[name].state(name, child.pid, now, child.output_discarded)
+            for name, child in list(self.children.items())
+            if name in self._watches
+        }
+
+    def _publish(self) -> None:
+        """Rewrite the runtime file; a full disk must not stop the supervisor, so only log."""
+        try:
+            self._write_runtime()
+        except OSError as exc:
+            logger.error("cannot update %s: %s", runtime.runtime_file(self.settings), exc)
 
     # --- supervise -----------------------------------------------------------------------
     def supervise(self, stop_event: threading.Event, interval: float = 0.5) -> None:
-        """Block, restarting crashed children with back-off, until `stop_event` is set."""
+        """Block, restarting exited and unanswering children with back-off, until `stop_event`
+        is set. Nothing a child does ends this loop: an unexpected error is logged, and the
+        next pass tries again."""
         while not stop_event.wait(interval):
-            self.keep_children_alive()
+            try:
+                self.keep_children_alive()
+                self.check_liveness()
+            except Exception:
+                logger.exception("supervising the stack failed this pass; trying again")
 
     def keep_children_alive(self) -> None:
         with self._mutex:
@@ -299,31 +308,117 @@ class Stack:
             now = time.monotonic()
             for name, child in list(self.children.items()):
                 if not child.is_alive():
-                    self._handle_dead_child(name, child, now)
+                    self._guarded(name, self._handle_dead_child, name, child, now)
+
+    def _guarded(self, name: str, step: Callable[..., None], *args: Any) -> None:
+        # One child's trouble (a full disk, a probe that raised) must not skip the others.
+        try:
+            step(*args)
+        except Exception:
+            logger.exception("supervising %s failed; trying again on the next pass", name)
 
     def _handle_dead_child(self, name: str, child: ManagedProcess, now: float) -> None:
         watch = self._watches[name]
-        if watch.gave_up:
-            return
         if watch.restart_at is None:
-            watch.policy.record_failure(now)
-            if watch.policy.exhausted():
-                watch.gave_up = True
-                logger.error(
-                    "%s keeps crashing; not restarting it. %s", name, child.describe_exit()
-                )
+            self._schedule_restart(name, child, watch, now)
+        if watch.restart_at is not None and now >= watch.restart_at:
+            self._restart_now(name, child, watch)
+
+    def _schedule_restart(
+        self, name: str, child: ManagedProcess, watch: ChildWatch, now: float
+    ) -> None:
+        why = watch.reason or child.describe_exit()
+        delay = watch.failed(now, why)
+        attempt = watch.policy.attempt
+        if watch.policy.crash_looping():
+            window = watch.policy.window
+            logger.error(
+                "%s keeps failing (%d times in %.0f s): %s; still restarting it, next try in "
+                "%.1f s (attempt %d)",
+                *(name, attempt, window, why, delay, attempt),
+            )
+        else:
+            logger.warning("%s; restarting it in %.1f s (attempt %d)", why, delay, attempt)
+        self._publish()
+
+    def _restart_now(self, name: str, child: ManagedProcess, watch: ChildWatch) -> None:
+        watch.restart_at = None
+        child.sweep()  # pool children of a dead worker must not linger
+        try:
+            child.start()
+        except StackError as exc:  # counted as one more failure on the next pass
+            watch.reason = f"restarting {name} failed: {exc}"
+            logger.error("%s", watch.reason)
+            return
+        watch.started(time.monotonic())
+        watch.restarts += 1
+        self._publish()
+
+    # --- liveness ------------------------------------------------------------------------
+    def check_liveness(self) -> None:
+        """Every `probe_every` s: probe the live children, kill and restart a silent one."""
+        now = time.monotonic()
+        if self._stopping or now < self._next_probe:
+            return
+        self._next_probe = now + self.supervision.probe_every
+        # Outside the mutex: probes wait on their timeouts, and restart() must not wait on us.
+        answers = self._probe_children()
+        silent_workers = [
+            n
+            for n, (_, ok) in answers.items()
+            if not ok and isinstance(self.children.get(n), WorkerProcess)
+        ]
+        # A write each round would grow the AOF for nothing: probe only to excuse a worker.
+        broker_ok = self._broker_accepts_writes() if silent_workers else True
+        with self._mutex:
+            if self._stopping:
                 return
-            watch.restart_at = now + watch.policy.delay()
-            logger.warning("%s; restarting in %.1f s", child.describe_exit(), watch.policy.delay())
-        if now >= watch.restart_at:
-            watch.restart_at = None
-            child.sweep()  # pool children of a dead worker must not linger
+            for name, (pid, answered) in answers.items():
+                self._guarded(name, self._judge, name, pid, answered, broker_ok)
+
+    def _probe_children(self) -> dict[str, tuple[int | None, bool]]:
+        answers: dict[str, tuple[int | None, bool]] = {}
+        for name, child in list(self.children.items()):
+            watch = self._watches.get(name)
+            if watch is None or watch.restart_at is not None or not child.is_alive():
+                continue
+            pid = child.pid
             try:
-                child.start()
-            except StackError as exc:  # counted as one more failure on the next pass
-                logger.error("restarting %s failed: %s", name, exc)
-                return
-            self._write_runtime()
+                answered = child.ready()
+            except Exception:  # a probe that raises is a probe that got no answer
+                logger.debug("probing %s raised", name, exc_info=True)
+                answered = False
+            answers[name] = (pid, answered)
+        return answers
+
+    def _broker_accepts_writes(self) -> bool:
+        # Workers answer through the broker (a heartbeat key, Celery ping): while it is away
+        # or refuses writes (disk full), their silence is the broker's fault, not theirs.
+        server = self.children.get("server")
+        if server is not None and not server.is_alive():
+            return False
+        return probes.accepts_writes(self.redis_url, timeout=1.0)
+
+    def _judge(self, name: str, pid: int | None, answered: bool, broker_ok: bool) -> None:
+        child, watch, now = self.children[name], self._watches[name], time.monotonic()
+        if child.pid != pid or not child.is_alive() or watch.restart_at is not None:
+            return  # restarted or died since the probe: not this round's business
+        if answered:
+            if watch.answered(now):
+                self._publish()  # "starting" -> "running"
+            return
+        if isinstance(child, WorkerProcess) and not broker_ok:
+            watch.excuse(now)
+            return
+        grace = self.settings.start_timeout
+        silent = watch.silent_for(now, self.supervision.timeout_for(name), grace)
+        if silent is None:
+            return
+        watch.reason = f"{name} did not answer for {silent:.0f} s (pid {pid})"
+        logger.error("%s; killing its process group and restarting it", watch.reason)
+        child.kill()
+        child.join(5.0)
+        self._handle_dead_child(name, child, now)
 
     def restart(self, name: str) -> None:
         """Stop one child cleanly and start it again, waiting until it answers."""
@@ -332,10 +427,26 @@ class Stack:
             if child is None:
                 raise StackError(f"no child named {name!r} (have: {', '.join(self.children)})")
             child.stop()
+            watch = ChildWatch(self.supervision.policy())
+            self._watches[name] = watch
             child.start()
-            self._watches[name] = _Watch()
-            self._write_runtime()
+            watch.started(time.monotonic())
+            self._publish()
             wait_ready([child], self.settings.start_timeout)
+            watch.answered(time.monotonic())
+            self._publish()
+
+    def set_lan(self, on: bool) -> None:
+        """Phones on the clinic LAN on or off (issue 12): the API restarts with SKINAPP_LAN,
+        which adds or drops its HTTPS listener; loopback front ends reconnect by themselves."""
+        value = "true" if on else "false"
+        with self._mutex:
+            self._env["SKINAPP_LAN"] = value
+            self.settings = self.settings.model_copy(update={"lan": on})
+            api = self.children.get("api")
+            if api is not None:
+                api.env["SKINAPP_LAN"] = value
+        self.restart("api")
 
     # --- stop ----------------------------------------------------------------------------
     def stop(self) -> None:

@@ -1,13 +1,14 @@
-"""Celery side of skinapp: the app, the job task, blobs, the job index, worker lifecycle.
+"""Celery side of skinapp: the app, the job task, blobs, the job store, worker lifecycle.
 
-Importing this package never imports torch or `skinapp.models`; the task body does, in the
-worker's pool children only.
+Importing this package never imports torch or `skinapp.models`, nor registers anything:
+the worker entry point (`skinapp.tasks.worker`) registers the task body and the signal
+handlers, and the task body imports the models in the worker's pool children only.
 """
 
 from __future__ import annotations
 
 from skinapp.tasks.blobs import BlobStore
-from skinapp.tasks.celery_app import TASK_NAME, celery_app, configure
-from skinapp.tasks.jobs import TERMINAL, JobIndex, NewJob
+from skinapp.tasks.celery_app import TASK_NAME, configure
+from skinapp.tasks.jobs import TERMINAL, JobRecord, JobStore, NewJob
 
-__all__ = ["TASK_NAME", "TERMINAL", "BlobStore", "JobIndex", "NewJob", "celery_app", "configure"]
+__all__ = ["TASK_NAME", "TERMINAL", "BlobStore", "JobRecord", "JobStore", "NewJob", "configure"]

@@ -1,7 +1,8 @@
 """The Celery app: JSON only, late acks, reject on worker lost, three routed queues.
 
-The app object exists at import (tasks register on it) but reads no settings until
-`configure(settings)` - the worker entry point and the API call it at their edge.
+`configure(settings)` builds the app and nothing else: importing this module registers no
+task and no signal handler. The worker entry point (`skinapp.tasks.worker`) puts the task
+and the worker's signal handlers on it; the API sends the task by its name only.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ from kombu import Exchange, Queue
 
 from skinapp.config import QUEUES, Settings
 from skinapp.errors import ConfigError
+from skinapp.tasks.transport import TRANSPORT
 
 logger = logging.getLogger(__name__)
 
 TASK_NAME = "skinapp.run_job"
-
-celery_app = Celery("skinapp", set_as_current=False)
+WARM_UP_TIMEOUT = 120.0
 
 
 def broker_url(settings: Settings) -> str:
@@ -35,6 +36,8 @@ def celery_config(settings: Settings) -> dict[str, object]:
     exchange = Exchange("skinapp", type="direct")
     return {
         "broker_url": url,
+        # The Redis transport, except that a full disk makes the worker wait, not exit.
+        "broker_transport": TRANSPORT if url.startswith(("redis://", "rediss://")) else None,
         "result_backend": settings.celery_result_backend or url,
         "task_serializer": "json",
         "result_serializer": "json",
@@ -45,10 +48,19 @@ def celery_config(settings: Settings) -> dict[str, object]:
         "task_acks_on_failure_or_timeout": True,
         "worker_prefetch_multiplier": settings.celery_worker_prefetch_multiplier,
         "worker_max_tasks_per_child": settings.worker_max_tasks_per_child,
+        # A pool child loads its models before it reports up (see `lifecycle`); Celery's
+        # default of 4 s for that report would kill a child still loading on a busy CPU.
+        "worker_proc_alive_timeout": WARM_UP_TIMEOUT,
         "task_soft_time_limit": settings.celery_task_soft_time_limit,
         "task_time_limit": settings.celery_task_time_limit,
         "broker_transport_options": {"visibility_timeout": settings.visibility_timeout},
-        "result_backend_transport_options": {"visibility_timeout": settings.visibility_timeout},
+        # The result backend only mirrors state for Flower. Its default of 20 retries, each
+        # waiting out a 5 s socket timeout, held a pool child for ~2 min in a server stall
+        # (Celery writes STARTED before the body runs); the job record rides out outages.
+        "result_backend_transport_options": {
+            "visibility_timeout": settings.visibility_timeout,
+            "retry_policy": {"max_retries": 1, "interval_start": 0, "interval_max": 0.5},
+        },
         "result_expires": settings.result_ttl_seconds,
         "worker_send_task_events": True,
         "task_send_sent_event": True,
@@ -71,10 +83,8 @@ def celery_config(settings: Settings) -> dict[str, object]:
     }
 
 
-def configure(settings: Settings, app: Celery = celery_app) -> Celery:
-    """Point the app at the broker of `settings`; import the task module so it registers."""
+def configure(settings: Settings) -> Celery:
+    """A Celery app for the broker of `settings`, with no task on it."""
+    app = Celery("skinapp", set_as_current=False)
     app.conf.update(celery_config(settings))
-    import skinapp.tasks.lifecycle  # noqa: F401  (worker signal handlers)
-    import skinapp.tasks.runner  # noqa: F401  (registers skinapp.run_job on the app)
-
     return app

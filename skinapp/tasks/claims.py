@@ -11,39 +11,20 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
-import time
-import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
 
 import psutil
 import redis
 
 from skinapp.tasks import keys
-from skinapp.tasks.jobs import CANCELLED_MESSAGE, RUNNING, TERMINAL, JobIndex, decode_record
+from skinapp.tasks.jobs import MAX_REDELIVERIES, RUNNING, Holder, JobRecord, JobStore, Outcome
 
 logger = logging.getLogger(__name__)
 
-#: A job whose runs died this many times already is not tried again.
-MAX_REDELIVERIES = 3
+__all__ = ["LEASE_TTL", "MAX_REDELIVERIES", "Holder", "Lease", "claim", "holder_alive"]
+
 LEASE_TTL = 6
 LEASE_REFRESH = 2.0
-
-Outcome = Literal["run", "skip", "busy", "revoked", "poison", "missing"]
-
-
-@dataclass
-class Holder:
-    """The pool child that wants to run a job."""
-
-    worker: str
-    boot: str
-    host: str = field(default_factory=socket.gethostname)
-    pid: int = field(default_factory=os.getpid)
-    claim: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
 def pid_alive(pid: int) -> bool:
@@ -53,82 +34,36 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
-def holder_alive(client: redis.Redis, job_id: str, rec: Mapping[Any, Any], me: Holder) -> bool:
-    claim = rec.get("claim")
-    if not claim or client.get(keys.lease(job_id)) != claim:
+def holder_alive(client: redis.Redis, rec: JobRecord, me: Holder) -> bool:
+    if not rec.claim or client.get(keys.lease(rec.job_id)) != rec.claim:
         return False
-    if client.get(keys.heartbeat(rec.get("worker", ""))) != rec.get("boot"):
+    if client.get(keys.heartbeat(rec.worker)) != rec.boot:
         return False  # its worker restarted or died: the lease is an orphan's
-    if rec.get("host") == me.host:
-        pid = int(rec.get("pid") or 0)
-        return pid != me.pid and pid_alive(pid)
+    if rec.host == me.host:
+        return rec.pid != me.pid and pid_alive(rec.pid)
     return True
 
 
-def _decide(
-    client: redis.Redis, job_id: str, raw: Mapping[Any, Any], me: Holder
-) -> tuple[Outcome, bool]:
+def decide(client: redis.Redis, rec: JobRecord | None, me: Holder) -> tuple[Outcome, bool]:
     """(outcome, is_redelivery) for a job record as read under WATCH."""
-    if not raw:
+    if rec is None:
         return "missing", False
-    rec = decode_record(raw)
-    if rec["state"] in TERMINAL:
+    if rec.ended:
         return "skip", False
-    if rec["cancel"]:
+    if rec.cancel:
         return "revoked", False
-    if rec["state"] not in RUNNING:
+    if rec.status not in RUNNING:
         return "run", False
-    if holder_alive(client, job_id, raw, me):
+    if holder_alive(client, rec, me):
         return "busy", False
-    if rec["redeliveries"] >= MAX_REDELIVERIES:
+    if rec.redeliveries >= MAX_REDELIVERIES:
         return "poison", True
     return "run", True
 
 
-def _writes(outcome: Outcome, redelivery: bool, me: Holder, now: float) -> dict[Any, str]:
-    if outcome == "revoked":
-        return {"state": "REVOKED", "finished_at": repr(now), "error": CANCELLED_MESSAGE}
-    if outcome == "poison":
-        error = (
-            f"poison job: its run died {MAX_REDELIVERIES + 1} times (worker crash or out of "
-            "memory?); not retried again"
-        )
-        return {
-            "state": "FAILURE",
-            "finished_at": repr(now),
-            "error": error,
-            "error_code": "poison",
-        }
-    return {
-        "state": "STARTED",
-        "started_at": repr(now),
-        "claim": me.claim,
-        "worker": me.worker,
-        "boot": me.boot,
-        "host": me.host,
-        "pid": str(me.pid),
-    }
-
-
-def claim(index: JobIndex, job_id: str, me: Holder) -> Outcome:
+def claim(jobs: JobStore, job_id: str, me: Holder) -> Outcome:
     """Atomically decide whether `me` runs the job, and record it if so."""
-    key = keys.job(job_id)
-    with index.redis.pipeline() as pipe:
-        while True:
-            try:
-                pipe.watch(key)
-                outcome, redelivery = _decide(index.redis, job_id, pipe.hgetall(key), me)
-                if outcome in ("run", "revoked", "poison"):
-                    pipe.multi()
-                    pipe.hset(key, mapping=_writes(outcome, redelivery, me, time.time()))
-                    if redelivery:
-                        pipe.hincrby(key, "redeliveries", 1)
-                    if outcome == "run":
-                        pipe.set(keys.lease(job_id), me.claim, ex=LEASE_TTL)
-                    pipe.execute()
-                return outcome
-            except redis.WatchError:
-                continue  # the record changed under us (a cancel, another claim): decide again
+    return jobs.claim(job_id, me, lambda rec: decide(jobs.redis, rec, me), LEASE_TTL)
 
 
 class Lease:
@@ -138,8 +73,9 @@ class Lease:
     -9 of the whole worker), so a restarted worker takes the job over within a few seconds.
     """
 
-    def __init__(self, client: redis.Redis, job_id: str, me: Holder) -> None:
-        self._redis = client
+    def __init__(self, jobs: JobStore, job_id: str, me: Holder) -> None:
+        self._jobs = jobs
+        self._job_id = job_id
         self._key = keys.lease(job_id)
         self._me = me
         self._parent = os.getppid()
@@ -164,6 +100,6 @@ class Lease:
                 logger.warning("worker main process is gone; no longer holding %s", self._key)
                 return
             try:
-                self._redis.set(self._key, self._me.claim, ex=LEASE_TTL, xx=True)
+                self._jobs.renew_lease(self._job_id, self._me.claim, LEASE_TTL)
             except redis.RedisError as exc:  # the next refresh may work; the claim check decides
                 logger.warning("lease refresh failed: %s", exc)

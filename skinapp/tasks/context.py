@@ -16,8 +16,8 @@ import redis
 from skinapp.config import Settings, get_settings
 from skinapp.tasks.blobs import BlobStore
 from skinapp.tasks.celery_app import broker_url
-from skinapp.tasks.jobs import JobIndex
-from skinapp.tasks.store import redis_client
+from skinapp.tasks.connection import redis_client
+from skinapp.tasks.jobs import JobStore
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ class WorkerContext:
     boot: str = field(default_factory=lambda: uuid.uuid4().hex)
     _pid: int = -1
     _redis: redis.Redis | None = None
-    _index: JobIndex | None = None
+    _jobs: JobStore | None = None
     _blobs: BlobStore | None = None
 
     def _ensure(self) -> None:
@@ -38,7 +38,7 @@ class WorkerContext:
         url = broker_url(self.settings)
         ttl = self.settings.result_ttl_seconds
         self._redis = redis_client(url)
-        self._index = JobIndex(self._redis, ttl)
+        self._jobs = JobStore(self._redis, ttl)
         self._blobs = BlobStore(redis_client(url, decode=False, timeout=30.0), ttl)
         self._pid = os.getpid()
 
@@ -49,10 +49,10 @@ class WorkerContext:
         return self._redis
 
     @property
-    def index(self) -> JobIndex:
+    def jobs(self) -> JobStore:
         self._ensure()
-        assert self._index is not None
-        return self._index
+        assert self._jobs is not None
+        return self._jobs
 
     @property
     def blobs(self) -> BlobStore:

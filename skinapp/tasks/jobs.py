@@ -1,32 +1,38 @@
-"""The job index: one hash per job plus sorted sets by submit time, all with the result TTL.
+"""The job store: one hash per job plus sorted sets by submit time, all with the result TTL.
 
 The hash is the single source of truth for a job (the API reads it, the worker claims and
-finishes it); Celery's result backend only mirrors progress for Flower. Writes that race
-(claim, progress, finish, cancel) are atomic: WATCH/MULTI or a Lua script.
+finishes it); Celery's result backend only mirrors progress for Flower. `JobStore` is the
+only code that reads or writes the hash, and it hands out typed `JobRecord`s. Writes that
+race (claim, progress, finish, cancel) are atomic: WATCH/MULTI or a Lua script.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from datetime import UTC, datetime
+from typing import Any, Literal, TypedDict
 
 import redis
 
+from skinapp.contract.states import RUNNING as RUNNING
+from skinapp.contract.states import STATES as STATES
+from skinapp.contract.states import TERMINAL as TERMINAL
 from skinapp.tasks import keys
 
 logger = logging.getLogger(__name__)
 
-STATES = ("PENDING", "STARTED", "PROGRESS", "RETRY", "SUCCESS", "FAILURE", "REVOKED")
-TERMINAL = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
-RUNNING = frozenset({"STARTED", "PROGRESS"})
-JSON_FIELDS = ("filenames", "images", "options", "progress", "result", "summary")
-FLOAT_FIELDS = ("submitted_at", "started_at", "finished_at")
-INT_FIELDS = ("redeliveries", "runs_completed", "retries", "pid")
 CANCELLED_MESSAGE = "Cancelled by request"
+#: A job whose runs died this many times already is not tried again.
+MAX_REDELIVERIES = 3
+
+Outcome = Literal["run", "skip", "busy", "revoked", "poison", "missing"]
 
 # Progress and finish only land while the caller still holds the claim and the job is live,
 # so a worker that lost its claim (or a late orphan) can never overwrite the stored outcome.
@@ -48,6 +54,14 @@ redis.call('DEL', KEYS[2])
 return 1
 """
 
+_RENEW_LEASE = """
+if redis.call('HGET', KEYS[1], 'claim') ~= ARGV[1] then return 0 end
+local s = redis.call('HGET', KEYS[1], 'state')
+if s == 'SUCCESS' or s == 'FAILURE' or s == 'REVOKED' then return 0 end
+redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+return 1
+"""
+
 _CANCEL = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return '' end
 local s = redis.call('HGET', KEYS[1], 'state')
@@ -60,6 +74,40 @@ end
 return 'CANCELLING'
 """
 
+# The three hash fields whose names differ from the record's. They keep their stored names
+# (and the scripts above read 'state'), so records already in an AOF stay readable.
+_STORED_AS = {"job_id": "id", "status": "state", "image_sha256": "images"}
+_JSON = frozenset({"filenames", "image_sha256", "options", "progress", "result", "summary"})
+_FLOAT = frozenset({"submitted_at", "started_at", "finished_at", "requeued_at"})
+_INT = frozenset({"pid", "redeliveries", "runs_completed", "retries", "requeues"})
+
+
+class Progress(TypedDict):
+    """How far a run got. `status` is the stage text shown beside the bar ("Queued", "Done"),
+    not a job status; the API has always called it so."""
+
+    percent: int
+    status: str
+    current: int
+    total: int
+
+
+class Summary(TypedDict):
+    risk_level: str | None
+    predicted_label: str | None
+    confidence: float | None
+    demo: bool
+
+
+def no_progress(stage: str = "", total: int = 0) -> Progress:
+    return {"percent": 0, "status": stage, "current": 0, "total": total}
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
 
 @dataclass
 class NewJob:
@@ -70,37 +118,165 @@ class NewJob:
     analysis: str
     queue: str
     filenames: list[str]
-    images: list[str]
+    image_sha256: list[str]
     options: dict[str, Any] = field(default_factory=dict)
 
 
-def _encode(mapping: dict[str, Any]) -> dict[Any, str]:
+@dataclass
+class Holder:
+    """The pool child that runs (or wants to run) a job; see `skinapp.tasks.claims`."""
+
+    worker: str
+    boot: str
+    host: str = field(default_factory=socket.gethostname)
+    pid: int = field(default_factory=os.getpid)
+    claim: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
+@dataclass
+class JobRecord:
+    """One job as stored. Field names are the API's; an absent field has its default."""
+
+    job_id: str
+    owner: str = ""
+    analysis: str = ""
+    queue: str = ""
+    status: str = "PENDING"
+    filenames: list[str] = field(default_factory=list)
+    image_sha256: list[str] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)
+    progress: Progress | None = None
+    submitted_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    result: dict[str, Any] | None = None
+    summary: Summary | None = None
+    error: str = ""
+    error_code: str = ""
+    cancel: bool = False
+    # The holder of the current run (written by the claim) and how runs went.
+    claim: str = ""
+    worker: str = ""
+    boot: str = ""
+    host: str = ""
+    pid: int = 0
+    redeliveries: int = 0
+    runs_completed: int = 0
+    retries: int = 0
+    # What the in-flight sweep (`skinapp.tasks.sweep`) did: messages sent again, and when.
+    requeues: int = 0
+    requeued_at: float | None = None
+
+    @property
+    def ended(self) -> bool:
+        return self.status in TERMINAL
+
+    @classmethod
+    def from_hash(cls, raw: Mapping[Any, Any], job_id: str = "") -> JobRecord:
+        values: dict[str, Any] = {"job_id": job_id}
+        for name in _NAMES:
+            stored = raw.get(_STORED_AS.get(name, name))
+            if stored:  # "" is how an empty value is stored
+                values[name] = _decode(name, stored)
+        return cls(**values)
+
+    def to_public(self, *, with_result: bool = True) -> dict[str, Any]:
+        """The status body of docs/contracts.md (`/jobs/list` shows it without the result)."""
+        started, finished = self.started_at, self.finished_at
+        body: dict[str, Any] = {
+            "job_id": self.job_id,
+            "status": self.status,
+            "analysis": self.analysis,
+            "queue": self.queue,
+            "filenames": self.filenames,
+            "image_sha256": self.image_sha256,
+            "submitted_at": iso(self.submitted_at),
+            "started_at": iso(started),
+            "finished_at": iso(finished),
+            "duration": round(finished - started, 3) if started and finished else None,
+            "progress": self.progress or no_progress(),
+            "summary": self.summary,
+        }
+        if with_result and self.result is not None:
+            body["result"] = self.result
+        if self.error:
+            body["error"] = self.error
+            body["error_code"] = self.error_code or None  # e.g. "time_limit": the GUI's hint
+        return body
+
+    def to_event(self) -> dict[str, Any]:
+        """The `/jobs/events` body: a part of the status body, plus the owner the stream
+        filters on (and drops before sending); the summary once the job ended."""
+        public = self.to_public(with_result=False)
+        event = {name: public[name] for name in ("job_id", "analysis", "status", "progress")}
+        event["owner"] = self.owner
+        if self.ended and self.summary is not None:
+            event["summary"] = self.summary
+        return event
+
+
+_NAMES = frozenset(f.name for f in fields(JobRecord))
+
+
+def _decode(name: str, text: str) -> Any:
+    if name in _JSON:
+        return json.loads(text)
+    if name in _FLOAT:
+        return float(text)
+    if name in _INT:
+        return int(text)
+    if name == "cancel":
+        return text == "1"
+    return text
+
+
+def _stored_name(name: str) -> str:
+    if name not in _NAMES:
+        raise ValueError(f"a job record has no field {name!r}")
+    return _STORED_AS.get(name, name)
+
+
+def _encode(changes: Mapping[str, Any]) -> dict[Any, str]:
+    """Record fields (by their record names) as hash fields and strings."""
     out: dict[Any, str] = {}
-    for name, value in mapping.items():
-        if name in JSON_FIELDS:
-            out[name] = json.dumps(value)
-        elif value is None:
-            out[name] = ""
+    for name, value in changes.items():
+        if name in _JSON:
+            text = json.dumps(value)
+        elif value is None or value is False:
+            text = ""
         else:
-            out[name] = str(value)
+            text = "1" if value is True else str(value)
+        out[_stored_name(name)] = text
     return out
 
 
-def decode_record(raw: Mapping[Any, Any]) -> dict[str, Any]:
-    """Turn a stored hash into typed values (JSON fields parsed, times as floats)."""
-    rec: dict[str, Any] = dict(raw)
-    for name in JSON_FIELDS:
-        value = raw.get(name)
-        rec[name] = json.loads(value) if value else None
-    for name in FLOAT_FIELDS:
-        rec[name] = float(raw[name]) if raw.get(name) else None
-    for name in INT_FIELDS:
-        rec[name] = int(raw[name]) if raw.get(name) else 0
-    rec["cancel"] = raw.get("cancel") == "1"
-    return rec
+_CREATED = ("job_id", "owner", "analysis", "queue", "filenames", "image_sha256", "options")
 
 
-class JobIndex:
+def _claim_changes(outcome: Outcome, me: Holder, now: float) -> dict[str, Any] | None:
+    """What a claim writes for its outcome (None: the record stays as it is)."""
+    if outcome == "revoked":
+        return {"status": "REVOKED", "finished_at": now, "error": CANCELLED_MESSAGE}
+    if outcome == "poison":
+        error = (
+            f"poison job: its run died {MAX_REDELIVERIES + 1} times (worker crash or out of "
+            "memory?); not retried again"
+        )
+        return {"status": "FAILURE", "finished_at": now, "error": error, "error_code": "poison"}
+    if outcome != "run":
+        return None
+    return {
+        "status": "STARTED",
+        "started_at": now,
+        "claim": me.claim,
+        "worker": me.worker,
+        "boot": me.boot,
+        "host": me.host,
+        "pid": me.pid,
+    }
+
+
+class JobStore:
     """Job records in the server. The client must decode responses (`decode=True`)."""
 
     def __init__(self, client: redis.Redis, ttl_seconds: int) -> None:
@@ -109,36 +285,32 @@ class JobIndex:
         self._guarded_hset = client.register_script(_GUARDED_HSET)
         self._cancel = client.register_script(_CANCEL)
         self._fail_unless_ended = client.register_script(_FAIL_UNLESS_ENDED)
+        self._renew_lease = client.register_script(_RENEW_LEASE)
 
     # --- the API side ---------------------------------------------------------------
-    def create(self, job: NewJob, *, now: float | None = None) -> dict[str, Any]:
+    def create(self, job: NewJob, *, now: float | None = None) -> JobRecord:
         now = time.time() if now is None else now
-        record = {
-            "id": job.job_id,
-            "owner": job.owner,
-            "analysis": job.analysis,
-            "queue": job.queue,
-            "filenames": job.filenames,
-            "images": job.images,
-            "options": job.options,
-            "submitted_at": now,
-            "state": "PENDING",
-            "progress": {"percent": 0, "status": "Queued", "current": 0, "total": len(job.images)},
-        }
+        rec = JobRecord(
+            **{name: getattr(job, name) for name in _CREATED},
+            status="PENDING",
+            submitted_at=now,
+            progress=no_progress("Queued", len(job.image_sha256)),
+        )
+        written = _CREATED + ("status", "submitted_at", "progress")
         key = keys.job(job.job_id)
         pipe = self.redis.pipeline()
-        pipe.hset(key, mapping=_encode(record))
+        pipe.hset(key, mapping=_encode({name: getattr(rec, name) for name in written}))
         pipe.expire(key, self.ttl)
-        for index in (keys.JOBS_INDEX, keys.owner_index(job.owner)):
+        for index in (keys.JOBS_INDEX, keys.owner_index(job.owner), keys.INFLIGHT):
             pipe.zadd(index, {job.job_id: now})
             pipe.zremrangebyscore(index, "-inf", now - self.ttl)  # forget expired records
             pipe.expire(index, self.ttl)
-        pipe.execute()
-        return self.get(job.job_id) or {}
+        pipe.execute()  # one MULTI: a record is never in the AOF without its in-flight entry
+        return rec
 
-    def get(self, job_id: str) -> dict[str, Any] | None:
+    def get(self, job_id: str) -> JobRecord | None:
         raw = self.redis.hgetall(keys.job(job_id))
-        return decode_record(raw) if raw else None
+        return JobRecord.from_hash(raw, job_id) if raw else None
 
     def cancel(self, job_id: str, *, now: float | None = None) -> str | None:
         """Set the lasting cancel flag; a queued job is REVOKED at once.
@@ -148,6 +320,8 @@ class JobIndex:
         """
         now = time.time() if now is None else now
         answer = self._cancel(keys=[keys.job(job_id)], args=[repr(now), CANCELLED_MESSAGE])
+        if answer == "REVOKED":
+            self.forget_inflight([job_id])
         return str(answer) or None
 
     def ids(self, owner: str | None = None) -> list[str]:
@@ -155,39 +329,152 @@ class JobIndex:
         index = keys.owner_index(owner) if owner else keys.JOBS_INDEX
         return [str(job_id) for job_id in self.redis.zrevrange(index, 0, -1)]
 
-    def records(self, ids: list[str], fields: list[str] | None = None) -> list[dict[str, Any]]:
-        """Records for `ids` in order; expired ones are left out (and dropped from the index)."""
+    def records(self, ids: list[str], only: Sequence[str] | None = None) -> list[JobRecord]:
+        """Records for `ids` in order, or just their fields `only`; expired ones are left out."""
+        stored = [_stored_name(name) for name in only or ()]
         pipe = self.redis.pipeline()
         for job_id in ids:
-            if fields:
-                pipe.hmget(keys.job(job_id), fields)
+            if stored:
+                pipe.hmget(keys.job(job_id), stored)
             else:
                 pipe.hgetall(keys.job(job_id))
         out = []
         for job_id, raw in zip(ids, pipe.execute(), strict=True):
-            if fields:
-                raw = {k: v for k, v in zip(fields, raw, strict=True) if v is not None}
+            if stored:
+                raw = {k: v for k, v in zip(stored, raw, strict=True) if v is not None}
             if raw:
-                raw.setdefault("id", job_id)
-                out.append(decode_record(raw))
+                out.append(JobRecord.from_hash(raw, job_id))
         return out
 
-    # --- the worker side ------------------------------------------------------------
-    def guarded_update(
-        self, job_id: str, claim: str, values: dict[str, Any], *, release: bool = False
-    ) -> bool:
-        """Write `values` only while `claim` holds a live job; `release` also drops the lease."""
-        flat: list[str] = [claim]
-        for name, value in _encode(values).items():
-            flat += [name, value]
-        job_keys = [keys.job(job_id)] + ([keys.lease(job_id)] if release else [])
-        return bool(self._guarded_hset(keys=job_keys, args=flat))
-
-    def fail_unless_ended(self, job_id: str, error: str, code: str) -> bool:
-        """Mark a job FAILURE whoever holds it (its run was killed by the hard time limit)."""
+    def fail(self, job_id: str, error: str, code: str) -> bool:
+        """Mark a job FAILURE whoever holds it, unless it ended (a run killed by the hard time
+        limit, a job that could not be queued)."""
         args = [repr(time.time()), error, code]
-        return bool(self._fail_unless_ended(keys=[keys.job(job_id), keys.lease(job_id)], args=args))
+        failed = bool(
+            self._fail_unless_ended(keys=[keys.job(job_id), keys.lease(job_id)], args=args)
+        )
+        if failed:
+            self.forget_inflight([job_id])
+        return failed
+
+    # --- the in-flight set (read by the sweep) ---------------------------------------
+    # Terminal writes drop their entry right after they land; an entry that outlives its
+    # job (the drop failed, the record expired) is dropped by the sweep, which rereads it.
+    def inflight(self, limit: int = 1000) -> list[str]:
+        """Ids of jobs that may not have ended yet, oldest first."""
+        return [str(job_id) for job_id in self.redis.zrange(keys.INFLIGHT, 0, limit - 1)]
+
+    def forget_inflight(self, ids: Sequence[str]) -> None:
+        if ids:
+            self.redis.zrem(keys.INFLIGHT, *ids)
+
+    def mark_requeued(self, job_id: str, *, now: float | None = None) -> int:
+        """Count a message the sweep sent again; the new count."""
+        now = time.time() if now is None else now
+        pipe = self.redis.pipeline()
+        pipe.hincrby(keys.job(job_id), "requeues", 1)
+        pipe.hset(keys.job(job_id), "requeued_at", repr(now))
+        return int(pipe.execute()[0])
+
+    # --- the worker side ------------------------------------------------------------
+    def claim(
+        self,
+        job_id: str,
+        me: Holder,
+        decide: Callable[[JobRecord | None], tuple[Outcome, bool]],
+        lease_ttl: int,
+    ) -> Outcome:
+        """Decide under WATCH whether `me` runs the job (`decide` gives the outcome and
+        whether it is a redelivery), and record the outcome and `me`'s lease atomically."""
+        key = keys.job(job_id)
+        with self.redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    raw = pipe.hgetall(key)
+                    outcome, redelivery = decide(JobRecord.from_hash(raw, job_id) if raw else None)
+                    changes = _claim_changes(outcome, me, time.time())
+                    if changes:
+                        pipe.multi()
+                        pipe.hset(key, mapping=_encode(changes))
+                        if redelivery:
+                            pipe.hincrby(key, "redeliveries", 1)
+                        if outcome == "run":
+                            pipe.set(keys.lease(job_id), me.claim, ex=lease_ttl)
+                        pipe.execute()
+                    if outcome in ("revoked", "poison"):
+                        self.forget_inflight([job_id])
+                    return outcome
+                except redis.WatchError:
+                    continue  # the record changed under us (a cancel, another claim): again
+
+    def stop_flags(self, job_id: str) -> tuple[bool, str]:
+        """(cancel requested, the claim that holds the job now): what a running job polls."""
+        cancel, holder = self.redis.hmget(keys.job(job_id), ["cancel", "claim"])
+        return cancel == "1", str(holder or "")
+
+    def report(
+        self, rec: JobRecord, claim: str, status: str, progress: Progress
+    ) -> JobRecord | None:
+        """Store a running job's status and progress while `claim` holds it; the record as it
+        now is, or None when the write was refused (the claim was lost or the job ended)."""
+        changes: dict[str, Any] = {"status": status, "progress": progress}
+        if not self._guarded(rec.job_id, claim, changes):
+            return None
+        return replace(rec, **changes)
+
+    def finish(
+        self,
+        rec: JobRecord,
+        claim: str,
+        status: str,
+        *,
+        progress: Progress | None = None,
+        result: dict[str, Any] | None = None,
+        summary: Summary | None = None,
+        error: str | None = None,
+        error_code: str | None = None,
+    ) -> JobRecord | None:
+        """Store a run's outcome once, and drop its lease; None when the write was refused."""
+        outcome = {
+            "progress": progress,
+            "result": result,
+            "summary": summary,
+            "error": error,
+            "error_code": error_code,
+        }
+        changes: dict[str, Any] = {k: v for k, v in outcome.items() if v is not None}
+        changes.update(status=status, finished_at=time.time())
+        if not self._guarded(rec.job_id, claim, changes, release=True):
+            return None
+        self.forget_inflight([rec.job_id])
+        return replace(rec, **changes)
+
+    def renew_lease(self, job_id: str, claim: str, ttl: int) -> bool:
+        """Keep (or put back) `claim`'s lease while the record names it as the holder.
+
+        Put back, not only refreshed: after a server stall or restart the lease key has
+        expired while the run went on, and a run that still holds the claim is alive.
+        """
+        return bool(
+            self._renew_lease(keys=[keys.job(job_id), keys.lease(job_id)], args=[claim, ttl])
+        )
+
+    def hand_back(self, job_id: str, claim: str, retries: int, error: str) -> bool:
+        """Give a job up for a retry: without a claim, the retried message claims it afresh."""
+        changes = {"status": "RETRY", "claim": "", "retries": retries, "error": error}
+        return self._guarded(job_id, claim, changes, release=True)
 
     def count_completed_run(self, job_id: str) -> int:
         """Record that the analysis itself ran to its end once more (tests check it is 1)."""
         return int(self.redis.hincrby(keys.job(job_id), "runs_completed", 1))
+
+    def _guarded(
+        self, job_id: str, claim: str, changes: Mapping[str, Any], *, release: bool = False
+    ) -> bool:
+        """Write `changes` only while `claim` holds a live job; `release` also drops the lease."""
+        flat: list[str] = [claim]
+        for name, value in _encode(changes).items():
+            flat += [name, value]
+        job_keys = [keys.job(job_id)] + ([keys.lease(job_id)] if release else [])
+        return bool(self._guarded_hset(keys=job_keys, args=flat))

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 PREFIX = "skinapp:"
 EVENTS_CHANNEL = PREFIX + "events"
+#: A sorted set of every job id by submit time (`owner_index`: one owner's jobs).
 JOBS_INDEX = PREFIX + "jobs"
+#: The ids of jobs not yet terminal, by submit time: what the in-flight sweep reads.
+INFLIGHT = PREFIX + "jobs:inflight"
 RESTORE_LOCK = PREFIX + "lock:restore"
+SWEEP_LOCK = PREFIX + "lock:sweep"
 TOKENS_INDEX = PREFIX + "tokens"
 
 

@@ -2,7 +2,10 @@
 and the restore of orphaned messages when a worker becomes ready.
 
 CUDA is never touched in the main process: it forks the pool, and a CUDA context does not
-survive a fork. Children warm up in a background thread so they take jobs at once.
+survive a fork. Children warm up before they take work: the pool hands jobs only to
+children that reported up, which they do after `worker_process_init`, so loading the models
+never counts against a job's time limit, and while a fresh (or recycled) child loads, the
+jobs go to its warm sibling.
 """
 
 from __future__ import annotations
@@ -17,12 +20,12 @@ from typing import Any
 
 import psutil
 import redis
-from celery import signals
+from celery import Celery, signals
 
 from skinapp.tasks import context, keys
-from skinapp.tasks.celery_app import celery_app
-from skinapp.tasks.claims import Holder
+from skinapp.tasks.jobs import Holder
 from skinapp.tasks.recovery import restore_orphans
+from skinapp.tasks.sweep import Sweeper
 
 logger = logging.getLogger(__name__)
 
@@ -51,20 +54,26 @@ def beat(ctx: context.WorkerContext) -> None:
     pipe.execute()
 
 
-def _heartbeat_loop(ctx: context.WorkerContext) -> None:
+def _heartbeat_loop(ctx: context.WorkerContext, app: Celery) -> None:
     me = Holder(worker=ctx.hostname, boot=ctx.boot)
+    sweeper: Sweeper | None = None
     beats = 0
     while not _stop_heartbeat.wait(HEARTBEAT_EVERY):
         beats += 1
         try:
             beat(ctx)
             if beats % SWEEP_EVERY == 0:
-                restore_orphans(celery_app, ctx.index, me, min_age=SWEEP_MIN_AGE)
+                restore_orphans(app, ctx.jobs, me, min_age=SWEEP_MIN_AGE)
         except Exception as exc:  # the next beat may work; never let the thread die
             logger.warning("heartbeat failed: %s", exc)
+        # Apart from the beat: the sweep is what ends jobs a server fault left behind.
+        try:
+            sweeper = sweeper or Sweeper(app, ctx.jobs, me)
+            sweeper.maybe_sweep()
+        except Exception as exc:
+            logger.warning("in-flight sweep failed: %s", exc)
 
 
-@signals.worker_init.connect
 def _on_worker_init(sender: Any = None, **_: Any) -> None:
     ctx = context.current()
     ctx.hostname = str(getattr(sender, "hostname", "") or ctx.hostname)
@@ -80,18 +89,18 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
         logger.warning("could not register worker %s: %s", ctx.hostname, exc)
 
 
-@signals.worker_ready.connect
-def _on_worker_ready(**_: Any) -> None:
+def _on_worker_ready(sender: Any = None, **_: Any) -> None:
     ctx = context.current()
+    app = sender.app  # the worker's consumer
     _stop_heartbeat.clear()
-    threading.Thread(target=_heartbeat_loop, args=(ctx,), name="heartbeat", daemon=True).start()
+    loop = threading.Thread(target=_heartbeat_loop, args=(ctx, app), name="heartbeat", daemon=True)
+    loop.start()
     try:
-        restore_orphans(celery_app, ctx.index, Holder(worker=ctx.hostname, boot=ctx.boot))
+        restore_orphans(app, ctx.jobs, Holder(worker=ctx.hostname, boot=ctx.boot))
     except Exception:  # recovery must never stop a worker from serving
         logger.exception("restoring orphaned messages failed")
 
 
-@signals.worker_shutdown.connect
 def _on_worker_shutdown(**_: Any) -> None:
     _stop_heartbeat.set()
     ctx = context.current()
@@ -109,7 +118,17 @@ def _warm_up(ctx: context.WorkerContext) -> None:
         logger.exception("model warm-up failed in pool child %d", os.getpid())
 
 
-@signals.worker_process_init.connect
 def _on_child_init(**_: Any) -> None:
-    ctx = context.current()
-    threading.Thread(target=_warm_up, args=(ctx,), name="warm-up", daemon=True).start()
+    _warm_up(context.current())
+
+
+def connect() -> None:
+    """Hook the handlers onto Celery's worker signals (the worker entry point calls it)."""
+    handlers = (
+        (signals.worker_init, _on_worker_init),
+        (signals.worker_ready, _on_worker_ready),
+        (signals.worker_shutdown, _on_worker_shutdown),
+        (signals.worker_process_init, _on_child_init),
+    )
+    for signal, handler in handlers:
+        signal.connect(handler, weak=False, dispatch_uid=f"skinapp.{handler.__name__}")

@@ -19,17 +19,21 @@ from celery import Celery
 
 from skinapp.tasks import keys
 from skinapp.tasks.celery_app import TASK_NAME
-from skinapp.tasks.claims import Holder, holder_alive
-from skinapp.tasks.jobs import JobIndex
+from skinapp.tasks.claims import holder_alive
+from skinapp.tasks.jobs import RUNNING, Holder, JobStore
 
 logger = logging.getLogger(__name__)
 
 LOCK_TIMEOUT = 30
 
 
-def _job_id(raw: bytes | str) -> str | None:
+def message_job_id(raw: bytes | str) -> str | None:
+    """The job id of one of our task messages, else None: a queue holds the message itself,
+    an `unacked` entry the list [message, exchange, routing key]."""
     try:
-        payload = json.loads(raw)[0]
+        payload = json.loads(raw)
+        if isinstance(payload, list):
+            payload = payload[0]
         headers = payload.get("headers") or {}
     except (ValueError, TypeError, IndexError, AttributeError):
         return None
@@ -38,38 +42,37 @@ def _job_id(raw: bytes | str) -> str | None:
     return str(headers.get("id") or "") or None
 
 
-def _orphaned(index: JobIndex, job_id: str, me: Holder, young: bool) -> bool:
+def _orphaned(jobs: JobStore, job_id: str, me: Holder, young: bool) -> bool:
     """True when nobody alive runs the job; a young entry only when its run surely died."""
-    raw = index.redis.hgetall(keys.job(job_id))
-    running = bool(raw) and raw.get("state") in ("STARTED", "PROGRESS")
-    if running:
-        return not holder_alive(index.redis, job_id, raw, me)
+    rec = jobs.get(job_id)
+    if rec is not None and rec.status in RUNNING:
+        return not holder_alive(jobs.redis, rec, me)
     return not young  # queued: a live worker may have just prefetched it
 
 
-def _restore_entries(channel: Any, index: JobIndex, me: Holder, min_age: float) -> int:
+def _restore_entries(channel: Any, jobs: JobStore, me: Holder, min_age: float) -> int:
     client = channel.client
     delivered = dict(client.zrange(channel.unacked_index_key, 0, -1, withscores=True))
     now = time.time()
     restored = 0
     for tag, raw in client.hgetall(channel.unacked_key).items():
-        job_id = _job_id(raw)
+        job_id = message_job_id(raw)
         young = now - delivered.get(tag, now) < min_age
-        if job_id is None or not _orphaned(index, job_id, me, young):
+        if job_id is None or not _orphaned(jobs, job_id, me, young):
             continue
         channel.qos.restore_by_tag(tag, client=client, leftmost=True)
         restored += 1
     return restored
 
 
-def restore_orphans(app: Celery, index: JobIndex, me: Holder, *, min_age: float = 0.0) -> int:
+def restore_orphans(app: Celery, jobs: JobStore, me: Holder, *, min_age: float = 0.0) -> int:
     """Restore orphaned `unacked` messages under a short lock; returns how many.
 
     At start-up (`min_age=0`) every entry not run by a live holder goes back; the periodic
     sweep leaves queued entries younger than `min_age` alone, since a live worker may hold
     them prefetched, and restores only runs whose holder died.
     """
-    lock = index.redis.lock(keys.RESTORE_LOCK, timeout=LOCK_TIMEOUT, blocking_timeout=5)
+    lock = jobs.redis.lock(keys.RESTORE_LOCK, timeout=LOCK_TIMEOUT, blocking_timeout=5)
     try:
         if not lock.acquire():
             return 0
@@ -78,7 +81,7 @@ def restore_orphans(app: Celery, index: JobIndex, me: Holder, *, min_age: float 
         return 0
     try:
         with app.connection_for_write() as conn:
-            restored = _restore_entries(conn.default_channel, index, me, min_age)
+            restored = _restore_entries(conn.default_channel, jobs, me, min_age)
     finally:
         with contextlib.suppress(redis.RedisError):  # else it expires by itself
             lock.release()

@@ -10,17 +10,18 @@ import logging
 import time
 from typing import Any
 
-import kombu.exceptions
 import redis
 from billiard.exceptions import WorkerLostError
-from celery import Task
+from celery import Celery, Task
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
 from skinapp.config import Settings
 from skinapp.errors import JobCancelled, SkinappError
-from skinapp.tasks import claims, context, events, keys
-from skinapp.tasks.celery_app import TASK_NAME, celery_app
-from skinapp.tasks.jobs import CANCELLED_MESSAGE
+from skinapp.tasks import claims, context, job_events
+from skinapp.tasks.broker_wait import is_outage, patiently
+from skinapp.tasks.celery_app import TASK_NAME
+from skinapp.tasks.connection import CONNECTION_ERRORS
+from skinapp.tasks.jobs import CANCELLED_MESSAGE, Holder, JobRecord, Progress, Summary, no_progress
 from skinapp.tasks.progress import Throttle
 
 logger = logging.getLogger(__name__)
@@ -28,17 +29,14 @@ logger = logging.getLogger(__name__)
 MAX_RETRIES = 3
 PROGRESS_INTERVAL = 0.1  # at most ~10 progress writes per second per job
 STOP_POLL_INTERVAL = 0.5
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    redis.ConnectionError,
-    redis.TimeoutError,
-    kombu.exceptions.OperationalError,
-    ConnectionError,
-)
+#: After a progress write found the server away, later ones are skipped this long, so the
+#: analysis does not wait out a socket timeout at every step of an outage.
+PROGRESS_PAUSE = 2.0
 
 
 def is_transient(exc: BaseException) -> bool:
     """A lost connection or CUDA out of memory (matched by name: no torch import here)."""
-    if isinstance(exc, TRANSIENT_ERRORS):
+    if isinstance(exc, CONNECTION_ERRORS):
         return True
     name = type(exc).__name__
     return name == "OutOfMemoryError" or (
@@ -46,13 +44,27 @@ def is_transient(exc: BaseException) -> bool:
     )
 
 
-def summarize(result: dict[str, Any]) -> dict[str, Any]:
+def summarize(result: dict[str, Any]) -> Summary:
     return {
         "risk_level": result.get("risk_level"),
         "predicted_label": result.get("predicted_label"),
         "confidence": result.get("confidence"),
         "demo": bool(result.get("demo")),
     }
+
+
+def stop_margin(soft_limit: float) -> float:
+    """How long before the soft time limit a run stops by itself, between two steps, so a
+    batch returns the images it finished (the limit itself may land mid-chunk)."""
+    return min(5.0, max(0.5, 0.2 * soft_limit))
+
+
+def time_limit_message(settings: Settings, done: int, total: int) -> str:
+    limit = settings.celery_task_soft_time_limit
+    return (
+        f"the analysis reached the time limit ({limit} s, CELERY_TASK_SOFT_TIME_LIMIT) after "
+        f"{done} of {total} images; the finished images are kept"
+    )
 
 
 def failure_for(exc: BaseException, settings: Settings) -> tuple[str, str]:
@@ -77,93 +89,146 @@ class JobRun:
         task: Task,
         ctx: context.WorkerContext,
         job_id: str,
-        me: claims.Holder,
+        me: Holder,
         lease: claims.Lease,
     ) -> None:
         self.task, self.ctx, self.job_id, self.me, self.lease = task, ctx, job_id, me, lease
-        self.record: dict[str, Any] = ctx.index.get(job_id) or {}
-        self.progress: dict[str, Any] = dict(self.record.get("progress") or {})
+        got = patiently(lambda: ctx.jobs.get(job_id), f"reading job {job_id}")
+        self.record: JobRecord = got or JobRecord(job_id)
+        self.progress: Progress = (self.record.progress or no_progress()).copy()
         self.throttle = Throttle(self._write_progress, PROGRESS_INTERVAL)
         self._last_poll = 0.0
+        self._progress_paused_until = 0.0
+        soft = float(ctx.settings.celery_task_soft_time_limit)
+        self.stop_at = time.monotonic() + soft - stop_margin(soft)
         self.stop_reason: str | None = None
 
     # --- callbacks handed to analyze() ----------------------------------------------
     def on_progress(self, current: int, total: int, stage: str) -> None:
         percent = int(round(100 * current / total)) if total else 0
-        value = {"percent": percent, "status": str(stage), "current": current, "total": total}
+        value: Progress = {
+            "percent": percent,
+            "status": str(stage),
+            "current": current,
+            "total": total,
+        }
         self.throttle.submit(value, force=current >= total)
 
-    def _write_progress(self, value: dict[str, Any]) -> None:
+    def _write_progress(self, value: Progress) -> None:
         self.progress = value
-        self._write("PROGRESS", {"progress": value})
+        if time.monotonic() < self._progress_paused_until:
+            return  # the server is away; the next write carries the newer value
+        try:
+            self._report("PROGRESS")
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            self._progress_paused_until = time.monotonic() + PROGRESS_PAUSE
+            logger.warning("progress of %s not stored (the server is away): %s", self.job_id, exc)
 
     def should_stop(self) -> bool:
         if self.stop_reason:
             return True
         if self.lease.orphaned:
             self.stop_reason = "orphaned"
+        elif time.monotonic() >= self.stop_at:
+            self.stop_reason = "time_limit"
         elif time.monotonic() - self._last_poll >= STOP_POLL_INTERVAL:
             self._last_poll = time.monotonic()
-            cancel, holder = self.ctx.redis.hmget(keys.job(self.job_id), ["cancel", "claim"])
-            if cancel == "1":
+            try:
+                cancel, holder = self.ctx.jobs.stop_flags(self.job_id)
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
+                return False  # an outage is no reason to stop; the claim decides later
+            if cancel:
                 self.stop_reason = "cancel"
             elif holder != self.me.claim:
                 self.stop_reason = "lost"
         return self.stop_reason is not None
 
     # --- outcome --------------------------------------------------------------------
-    def _write(self, state: str, values: dict[str, Any], *, final: bool = False) -> bool:
-        values = {"state": state, **values}
-        if final:
-            self.throttle.close()  # a late progress write must not follow the outcome
-            values["finished_at"] = time.time()
-        if not self.ctx.index.guarded_update(self.job_id, self.me.claim, values, release=final):
-            return False
-        self.record.update(values)
-        events.publish(self.ctx.redis, events.job_event(self.record))
-        if not final:
-            self._mirror_to_flower(state)
-        return True
+    def _report(self, status: str) -> None:
+        rec = self.ctx.jobs.report(self.record, self.me.claim, status, self.progress)
+        if rec is None:
+            return  # we no longer hold the job: whoever does reports it
+        self.record = rec
+        job_events.publish(self.ctx.redis, rec)
+        self._mirror_to_flower(status)
 
-    def _mirror_to_flower(self, state: str) -> None:
+    def _finish(self, status: str, **outcome: Any) -> str:
+        self.throttle.close()  # a late progress write must not follow the outcome
+        # The outcome must not be lost to an outage the server comes back from.
+        rec = patiently(
+            lambda: self.ctx.jobs.finish(self.record, self.me.claim, status, **outcome),
+            f"storing the outcome of {self.job_id}",
+        )
+        if rec is not None:
+            self.record = rec
+            job_events.publish(self.ctx.redis, rec)
+        return status
+
+    def _mirror_to_flower(self, status: str) -> None:
         try:
-            self.task.update_state(task_id=self.job_id, state=state, meta=self.progress)
+            self.task.update_state(task_id=self.job_id, state=status, meta=self.progress)
         except Exception as exc:  # Flower's view is a nicety; never fail the job for it
             logger.debug("update_state failed: %s", exc)
 
     def succeed(self, result: dict[str, Any]) -> str:
         stopped = bool(result.get("stopped"))
+        if stopped and (self.stop_reason == "time_limit" or self._soft_limit_hit()):
+            return self.timed_out(result)
         if stopped and self.stop_reason != "cancel":
             return "abandoned"  # we lost the job (orphaned or taken over): store nothing
         if not stopped:
-            self.ctx.index.count_completed_run(self.job_id)
-        state = "REVOKED" if stopped else "SUCCESS"
-        total = self.progress.get("total") or len(self.record.get("images") or [])
+            patiently(lambda: self.ctx.jobs.count_completed_run(self.job_id), "counting a run")
+        total = self.progress["total"] or len(self.record.image_sha256)
         self.progress = {
-            "percent": 100 if not stopped else self.progress.get("percent", 0),
+            "percent": 100 if not stopped else self.progress["percent"],
             "status": "Cancelled" if stopped else "Done",
             "current": result.get("completed", total),
             "total": total,
         }
-        values: dict[str, Any] = {
-            "result": result,
-            "summary": summarize(result),
-            "progress": self.progress,
+        return self._finish(
+            "REVOKED" if stopped else "SUCCESS",
+            result=result,
+            summary=summarize(result),
+            progress=self.progress,
+            error=CANCELLED_MESSAGE if stopped else None,
+        )
+
+    def _soft_limit_hit(self) -> bool:
+        """A batch that caught the soft limit itself stops with no reason of ours set."""
+        return self.stop_reason is None and time.monotonic() >= self.stop_at
+
+    def timed_out(self, result: dict[str, Any]) -> str:
+        """A run stopped at the time limit: FAILURE, with the items it finished kept."""
+        total = self.progress["total"] or len(self.record.image_sha256)
+        done = int(result.get("completed", 0))
+        self.progress = {
+            "percent": int(round(100 * done / total)) if total else 0,
+            "status": "Stopped at the time limit",
+            "current": done,
+            "total": total,
         }
-        if stopped:
-            values["error"] = CANCELLED_MESSAGE
-        self._write(state, values, final=True)
-        return state
+        return self._finish(
+            "FAILURE",
+            result=result,
+            summary=summarize(result),
+            progress=self.progress,
+            error=time_limit_message(self.ctx.settings, done, total),
+            error_code="time_limit",
+        )
 
     def fail(self, message: str, code: str) -> str:
-        self._write("FAILURE", {"error": message, "error_code": code}, final=True)
-        return "FAILURE"
+        return self._finish("FAILURE", error=message, error_code=code)
 
     def cancelled(self) -> str:
+        if self.stop_reason == "time_limit":
+            return self.fail(*failure_for(SoftTimeLimitExceeded(), self.ctx.settings))
         if self.stop_reason != "cancel":
             return "abandoned"
-        self._write("REVOKED", {"error": CANCELLED_MESSAGE}, final=True)
-        return "REVOKED"
+        return self._finish("REVOKED", error=CANCELLED_MESSAGE)
 
     def retry_later(self, exc: BaseException) -> None:
         self.throttle.close()
@@ -174,28 +239,37 @@ class JobRun:
                 "transient_error",
             )
             return
-        # Hand the job back (no claim) so the retried message claims it as a fresh run.
-        self.ctx.index.guarded_update(
-            self.job_id,
-            self.me.claim,
-            {"state": "RETRY", "claim": "", "retries": retries + 1, "error": f"retrying: {exc}"},
-            release=True,
+        patiently(
+            lambda: self.ctx.jobs.hand_back(
+                self.job_id, self.me.claim, retries + 1, f"retrying: {exc}"
+            ),
+            f"handing {self.job_id} back",
         )
-        raise self.task.retry(exc=exc, countdown=2**retries, max_retries=MAX_RETRIES)
+        try:
+            retry = self.task.retry(exc=exc, countdown=2**retries, max_retries=MAX_RETRIES)
+        except Exception as err:
+            if not is_outage(err):
+                raise
+            # The record says RETRY and no message exists: the in-flight sweep sends one.
+            logger.warning("could not send the retry of %s: %s", self.job_id, err)
+            return
+        raise retry
 
     # --- the run --------------------------------------------------------------------
     def execute(self) -> str:
-        self._write("STARTED", {"progress": self.progress})
         try:
+            patiently(lambda: self._report("STARTED"), f"starting {self.job_id}")
             # torch loads only in workers, after fork; inside the try, since a first import
             # can take longer than a short soft time limit
             from skinapp.models import analyze
 
-            images = self.ctx.blobs.get_many(list(self.record.get("images") or []))
+            images = patiently(
+                lambda: self.ctx.blobs.get_many(self.record.image_sha256), "reading images"
+            )
             result = analyze(
-                self.record["analysis"],
+                self.record.analysis,
                 images,
-                dict(self.record.get("options") or {}),
+                dict(self.record.options),
                 on_progress=self.on_progress,
                 should_stop=self.should_stop,
             )
@@ -216,9 +290,9 @@ class JobRun:
 
 def _closed(ctx: context.WorkerContext, job_id: str, outcome: str) -> None:
     """Announce a job the claim ended without running (cancelled, poison)."""
-    rec = ctx.index.get(job_id)
+    rec = ctx.jobs.get(job_id)
     if rec:
-        events.publish(ctx.redis, events.job_event(rec))
+        job_events.publish(ctx.redis, rec)
     logger.info("job %s not run: %s", job_id, outcome)
 
 
@@ -228,25 +302,35 @@ class JobTask(Task):  # type: ignore[misc]
     def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         if isinstance(exc, WorkerLostError):
             return  # reject-on-worker-lost requeues it; the next claim takes over
+        if is_outage(exc):
+            # Not the job's fault, and its record cannot be written now: the in-flight
+            # sweep requeues it once the server is back.
+            logger.warning("job %s interrupted by a server outage: %s", task_id, exc)
+            return
         ctx = context.current()
         message, code = failure_for(exc, ctx.settings)
         try:
-            if ctx.index.fail_unless_ended(task_id, message, code):
+            if ctx.jobs.fail(task_id, message, code):
                 _closed(ctx, task_id, code)
         except redis.RedisError as err:
             logger.warning("could not mark job %s failed: %s", task_id, err)
 
 
-@celery_app.task(bind=True, base=JobTask, name=TASK_NAME, max_retries=MAX_RETRIES)
 def run_job(self: Task, job_id: str) -> dict[str, str]:
     """Claim the job; run it only if this child may (see `skinapp.tasks.claims`)."""
     ctx = context.current()
-    me = claims.Holder(worker=ctx.hostname or str(self.request.hostname), boot=ctx.boot)
-    outcome = claims.claim(ctx.index, job_id, me)
+    me = Holder(worker=ctx.hostname or str(self.request.hostname), boot=ctx.boot)
+    outcome = patiently(lambda: claims.claim(ctx.jobs, job_id, me), f"claiming {job_id}")
     if outcome != "run":
         if outcome in ("revoked", "poison"):
             _closed(ctx, job_id, outcome)
         return {"job_id": job_id, "outcome": outcome}
-    with claims.Lease(ctx.redis, job_id, me) as lease:
+    with claims.Lease(ctx.jobs, job_id, me) as lease:
         state = JobRun(self, ctx, job_id, me, lease).execute()
     return {"job_id": job_id, "outcome": state}
+
+
+def register(app: Celery) -> Task:
+    """Put the job task on `app`: the worker entry point does, the API never (it sends the
+    task by name)."""
+    return app.task(run_job, bind=True, base=JobTask, name=TASK_NAME, max_retries=MAX_RETRIES)

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from pathlib import Path
 
-from skinapp.config import Settings, reset_settings
-from skinapp.tasks import context
+from skinapp.config import Settings, queue_for, reset_settings
+from skinapp.tasks import context, lifecycle, runner
 from skinapp.tasks.celery_app import configure
 
 logger = logging.getLogger(__name__)
+
+#: Added to the OS nice value of a worker that serves only the batch queue, before its pool
+#: forks (the children inherit it): on a shared machine an interactive job comes first.
+#: `SKINAPP_BATCH_NICE=0` turns it off (bench/bench_priority.py measures both).
+BATCH_NICE = 10
 
 
 def worker_argv(*, queues: list[str], concurrency: int, hostname: str, loglevel: str) -> list[str]:
@@ -43,11 +50,29 @@ def run_worker(
         reset_settings()  # the pool children fork from here and must see it
     # Idle OpenMP threads sleep instead of spinning on cores another process needs.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if set(queues) == {queue_for("batch-skin-check")}:
+        lower_priority(int(os.environ.get("SKINAPP_BATCH_NICE", BATCH_NICE)))
     app = configure(settings)
+    runner.register(app)
+    lifecycle.connect()
     context.init(settings)
     argv = worker_argv(queues=queues, concurrency=concurrency, hostname=hostname, loglevel=loglevel)
     logger.info("starting worker %s on %s", hostname, ",".join(queues))
     app.worker_main(argv)
+
+
+def lower_priority(increment: int) -> None:
+    """Nice this process (its pool inherits it), and its autogroup when it leads its session.
+
+    With Linux autogroups (sched_autogroup_enabled) a nice value only weighs against the
+    processes of the same session; the stack starts each child in a session of its own, so
+    against the interactive worker only the group's nice counts. A worker started from a
+    terminal is no session leader and leaves the terminal's group alone.
+    """
+    nice = os.nice(increment)
+    if os.getsid(0) == os.getpid():
+        with contextlib.suppress(OSError):
+            Path("/proc/self/autogroup").write_text(str(nice))
 
 
 def torch_threads_for(concurrency: int, cpus: int | None = None) -> int:

@@ -320,3 +320,42 @@ def test_polling_carries_the_jobs_when_the_event_stream_is_down(
     finally:
         win.confirm_close = lambda *_: True
         win.close()
+
+
+def test_a_result_whose_first_fetch_fails_shows_after_the_retry(
+    qtbot: Any, stack: Any, qsettings: Any, tmp_path: Path
+) -> None:
+    from skinapp.client import Client
+    from tests.gui.dropping_proxy import dropping_proxy
+
+    with dropping_proxy(stack.api_url) as proxy:  # drops each job's first result request
+        win = QtMainWindow(stack.settings, qsettings)
+        qtbot.addWidget(win)
+        win.show()
+        win.connect_to(
+            stack.api_url,
+            stack.admin_token,
+            result_client=lambda: Client(proxy.url, stack.admin_token, timeout=15),
+        )
+        try:
+            path = tmp_path / "retried.jpg"
+            path.write_bytes(lesion_jpeg(seed=5))
+            win.drop_zone.set_analysis("dermoscopy")
+            drop(qtbot, win, [path])
+            qtbot.waitUntil(lambda: len(jobs_for(win, [path])) == 1, timeout=20_000)
+            record = jobs_for(win, [path])[0]
+            qtbot.waitUntil(lambda: record.result is not None, timeout=JOB_TIMEOUT_MS)
+            assert record.status == "SUCCESS" and record.result_error is None
+            # the first request was dropped for real, the second went through to the API
+            assert proxy.dropped.count(record.job_id) == 1
+            assert proxy.forwarded.count(record.job_id) == 1
+            assert win.controller.results.attempts[record.job_id] == 2  # type: ignore[union-attr]
+            win.jobs_view.select_job(record.job_id)
+            qtbot.waitUntil(lambda: win.result_view.job_id == record.job_id)
+            view = win.result_view
+            qtbot.waitUntil(view.single.isVisible)
+            assert view.single.risk.text().endswith("RISK")
+            assert "could not be fetched" not in view.state.text()
+        finally:
+            win.confirm_close = lambda *_: True
+            win.close()

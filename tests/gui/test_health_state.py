@@ -120,3 +120,28 @@ def test_the_api_process_down_is_unhealthy() -> None:
     state = HealthState()
     state.update(HEALTHY, WORKERS, {"api": {"alive": False, "pid": 5, "exit": 1}})
     assert state.level == "unhealthy"
+
+
+def test_a_job_at_the_time_limit_brings_the_seed_hint_without_changing_the_level() -> None:
+    state = HealthState(time_limit=120, batch_max=50)
+    state.update(HEALTHY, WORKERS)
+    assert state.hints() == []
+    calls: list[int] = []
+    state.changed.connect(lambda: calls.append(1))
+    for name in ("a.jpg", "b.jpg", "a.jpg", "c.jpg", "d.jpg"):
+        state.note_timed_out(name)
+    assert calls == [1, 1, 1, 1]  # a name seen again changes nothing
+    hints = state.hints()
+    assert hints[0] == "Stopped at the time limit: b.jpg, c.jpg, d.jpg."  # the newest three
+    assert hints[1] == (
+        "Jobs stop after 120 s: split large batches into smaller ones (at most 50 images) or "
+        "raise CELERY_TASK_SOFT_TIME_LIMIT and CELERY_TASK_TIME_LIMIT."
+    )
+    assert state.level == "healthy" and state.problems() == []  # a job's fault, not the stack's
+
+
+def test_the_hint_without_a_known_limit_names_none() -> None:
+    state = HealthState(batch_max=12)
+    state.note_timed_out("batch of 40")
+    assert state.hints()[1].startswith("Jobs stop at a time limit: ")
+    assert "(at most 12 images)" in state.hints()[1]

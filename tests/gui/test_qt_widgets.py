@@ -199,6 +199,27 @@ def test_health_panel_colours_and_restart_buttons(qtbot: Any) -> None:
     assert blocker.args == ["worker-batch"]
 
 
+def test_health_panel_shows_the_time_limit_hint_once_a_job_hits_it(qtbot: Any) -> None:
+    state = HealthState("http://127.0.0.1:9", time_limit=120, batch_max=50)
+    panel = QtHealthPanel(state)
+    summary = QtHealthSummary(state)
+    qtbot.addWidget(panel)
+    qtbot.addWidget(summary)
+    panel.show()
+    state.update(HEALTHY, WORKERS)
+    assert not panel.hints.isVisible() and "CELERY_TASK_TIME_LIMIT" not in summary.toolTip()
+    state.note_timed_out("batch of 50")
+    assert panel.hints.isVisible() and "HEALTHY" in panel.level.text()
+    assert panel.hints.text().splitlines() == [
+        "Troubleshooting:",
+        "• Stopped at the time limit: batch of 50.",
+        "• Jobs stop after 120 s: split large batches into smaller ones (at most 50 images) or "
+        "raise CELERY_TASK_SOFT_TIME_LIMIT and CELERY_TASK_TIME_LIMIT.",
+    ]
+    assert not panel.problems.isVisible()
+    assert "batch of 50" in summary.toolTip()
+
+
 def test_paste_an_image_saves_it_and_plans_a_job(
     qtbot: Any, runner: AsyncRunner, qsettings: Any, tmp_path: Path
 ) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from skinapp.cli import main
 from skinapp.client import Client
-from skinapp.server.routes.phone import pairing_url, pairing_warnings, terminal_qr
+from skinapp.commands.pairing import pairing_url, pairing_warnings, terminal_qr
 from skinapp.server.tokens import TokenStore
 from tests.tasks.stackutil import server
 from tests.utils.images import lesion_jpeg
@@ -104,18 +104,25 @@ def test_a_paired_device_reads_its_own_job_but_not_an_admins(stack: Any, client:
 
 
 @pytest.mark.stack
-def test_token_pair_prints_a_link_whose_fragment_token_works(
+def test_token_pair_prints_a_link_whose_fragment_code_pairs_once(
     stack: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # Issue 12: the link carries a short-lived, single-use pairing code, not the token.
     monkeypatch.setenv("SKINAPP_DATA_DIR", str(stack.settings.resolved_data_dir))
     monkeypatch.setenv("SKINAPP_RUNTIME_DIR", str(stack.settings.resolved_runtime_dir))
     assert main(["token", "pair", "--name", "Dr Lee's phone"]) == 0
     out, err = capsys.readouterr()
-    found = re.search(r"(http://\S+)/phone#token=(\S+)", out)
+    found = re.search(r"(http://\S+)/phone#code=([A-Z0-9-]+)", out)
     assert found, out
-    base, token = found[1], unquote(found[2])
+    base, code = found[1], unquote(found[2])
     assert base == stack.api_url  # the test stack binds loopback ...
     assert "skinapp serve --lan" in err  # ... so the command warns phones cannot reach it
+    assert f"type the code: {code}" in out
+    with httpx.Client(base_url=base, timeout=10) as phone:
+        paired = phone.post("/phone/pair", json={"code": code})
+        assert paired.status_code == 200, paired.text
+        token = phone.cookies["skinapp_device"]
+        assert phone.post("/phone/pair", json={"code": code}).status_code == 401  # once only
     record = TokenStore(server(stack)).verify(token)
     assert record and record["role"] == "device" and record["name"] == "Dr Lee's phone"
     mine = httpx.get(f"{base}/jobs/list", headers=_bearer(token), timeout=10)

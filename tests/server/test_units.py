@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 import redis
 
+from skinapp.contract.images import check_upload
+from skinapp.contract.options import AnalysisOptions
 from skinapp.errors import InvalidImage, InvalidRequest, PayloadTooLarge
 from skinapp.server.tokens import TokenStore, hash_token
 from skinapp.server.uploads import Limits, read_multipart
-from skinapp.server.validation import check_image, options_from_fields
 from skinapp.tasks import keys
 from tests.utils.images import bomb_png, lesion_jpeg, png_bytes, truncated_jpeg
 
@@ -62,7 +63,7 @@ def test_admin_token_file_is_private_and_stable(
     ],
 )
 def test_fields_become_typed_options(fields: dict[str, str], expected: dict[str, object]) -> None:
-    assert options_from_fields(fields) == expected
+    assert AnalysisOptions.from_fields(fields).given() == expected
 
 
 @pytest.mark.parametrize(
@@ -82,16 +83,16 @@ def test_fields_become_typed_options(fields: dict[str, str], expected: dict[str,
 )
 def test_bad_fields_are_refused(fields: dict[str, str]) -> None:
     with pytest.raises(InvalidRequest):
-        options_from_fields(fields)
+        AnalysisOptions.from_fields(fields)
 
 
 def test_images_are_checked_before_queueing() -> None:
-    assert check_image(lesion_jpeg(), "a.jpg", 10**8) == (320, 240)
+    assert check_upload(lesion_jpeg(), 10**8).size == (320, 240)
     for data in (b"", b"not an image", png_bytes((1, 1)), truncated_jpeg(), bomb_png()):
         with pytest.raises(InvalidImage):
-            check_image(data, "x", 10**8)
+            check_upload(data, 10**8)
     with pytest.raises(InvalidImage, match="over the limit"):
-        check_image(png_bytes((100, 100)), "x", 9999)
+        check_upload(png_bytes((100, 100)), 9999)
 
 
 def _multipart(parts: list[tuple[str, str | None, bytes]]) -> tuple[str, bytes]:
@@ -148,3 +149,65 @@ def test_events_are_filtered_by_owner_and_lose_the_owner_field() -> None:
     assert frame and frame.startswith("data: ") and frame.endswith("\n\n") and "owner" not in frame
     assert _frame(raw, {"id": "admin", "role": "admin"})
     assert _frame("not json", {"id": "t1", "role": "admin"}) is None
+
+
+def test_cancel_answers() -> None:
+    from skinapp.server.service import cancel_body
+
+    running = cancel_body("j", "PROGRESS", "CANCELLING")
+    assert (running.status, running.cancelled) == ("PROGRESS", True)
+    assert "stops it within seconds" in running.detail
+    queued = cancel_body("j", "PENDING", "REVOKED")
+    assert (queued.status, queued.cancelled, queued.detail) == (
+        "REVOKED",
+        True,
+        "cancelled before it ran",
+    )
+    ended = cancel_body("j", "SUCCESS", None)
+    assert (ended.status, ended.cancelled) == ("SUCCESS", False)
+    assert ended.detail == "the job already ended (SUCCESS); nothing to cancel"
+    raced = cancel_body("j", "PROGRESS", "FAILURE")  # it ended between the read and the cancel
+    assert (raced.status, raced.cancelled) == ("FAILURE", False)
+
+
+def test_a_job_that_cannot_be_queued_ends_failed_with_its_event(
+    rclient: redis.Redis, valkey_url: str
+) -> None:
+    """The broker refuses the message (a closed port): the record is FAILURE with a finish
+    time, and the terminal event reaches whoever waits for the job."""
+    from skinapp.config import load_settings
+    from skinapp.errors import BrokerUnavailable
+    from skinapp.server.service import _store_and_enqueue
+    from skinapp.server.state import ServerState
+    from skinapp.server.uploads import UploadedFile
+    from skinapp.tasks import BlobStore, JobStore, NewJob, configure
+    from tests.tasks.helpers import free_port
+
+    dead = load_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    state = ServerState(
+        settings=dead,
+        celery=configure(dead),
+        redis=rclient,
+        aredis=None,  # type: ignore[arg-type]  (not used on this path)
+        jobs=JobStore(rclient, 3600),
+        blobs=BlobStore(redis.Redis.from_url(valkey_url), 3600),
+        tokens=None,  # type: ignore[arg-type]
+        monitor=None,  # type: ignore[arg-type]
+    )
+    watcher = rclient.pubsub()
+    watcher.subscribe(keys.done_channel("j1"))
+    job = NewJob("j1", "o1", "dermoscopy", "analysis", ["a.jpg"], [])
+    with pytest.raises(BrokerUnavailable, match="could not queue"):
+        _store_and_enqueue(state, job, [UploadedFile("file", "a.jpg", lesion_jpeg())])
+    rec = state.jobs.get("j1")
+    assert rec is not None and (rec.status, rec.error) == ("FAILURE", "could not be queued")
+    assert rec.error_code == "broker_unavailable" and rec.finished_at is not None
+    message = None
+    for _ in range(20):
+        message = watcher.get_message(ignore_subscribe_messages=True, timeout=0.5)
+        if message:
+            break
+    watcher.close()
+    assert message is not None
+    event = json.loads(message["data"])
+    assert (event["job_id"], event["status"]) == ("j1", "FAILURE")

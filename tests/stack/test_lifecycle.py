@@ -247,6 +247,11 @@ def test_killing_the_supervisor_leaves_no_orphan(tmp_path: Path) -> None:
     proc, info = _serve(tmp_path)
     procs = descendants(proc.pid)
     try:
+        # A worker answers (its heartbeat) before its pool has forked: give the pool children
+        # a moment to exist, so that the kill below has all six processes to leave orphaned.
+        with contextlib.suppress(AssertionError):
+            wait_for(lambda: len(descendants(proc.pid)) >= 6, 30)
+        procs = descendants(proc.pid)
         assert len(procs) >= 6
         proc.kill()
         proc.wait(10)

@@ -7,6 +7,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,9 +21,16 @@ from skinapp.stack import binary, runtime, skinapp_command
 from skinapp.stack.children import ServerProcess, wait_ready
 from skinapp.stack.environment import child_env, settings_env
 from skinapp.stack.models_step import ModelsStep, missing_model_tasks
-from skinapp.stack.probes import free_port, ping, port_is_free
+from skinapp.stack.probes import accepts_writes, free_port, ping, port_is_free
+from skinapp.stack.process import ManagedProcess
 from skinapp.stack.server_config import ServerFiles, ensure_password, redis_url, write_config
 from skinapp.stack.supervisor import RestartPolicy, Stack
+from skinapp.stack.watch import (
+    LIVENESS_TIMEOUT,
+    SERVER_LIVENESS_TIMEOUT,
+    ChildWatch,
+    Supervision,
+)
 
 
 def _mode(path: Path) -> int:
@@ -115,16 +123,67 @@ def test_children_get_the_stacks_broker_and_not_a_client_token(
     assert "SKINAPP_API_TOKEN" not in env
 
 
-def test_restart_policy_backs_off_and_gives_up() -> None:
+def test_restart_policy_backs_off_to_a_cap_and_never_gives_up() -> None:
     policy = RestartPolicy(limit=3, window=100.0, base_delay=0.5, max_delay=4.0)
     delays = []
     for t in range(4):
         policy.record_failure(float(t))
         delays.append(policy.delay())
     assert delays == [0.5, 1.0, 2.0, 4.0]
-    assert policy.exhausted()
+    assert policy.crash_looping()  # was "exhausted": now only an error in the log
+    for t in range(4, 20):  # far past the old give-up count: still a delay, at the cap
+        policy.record_failure(float(t))
+        assert policy.delay() == 4.0
+    assert policy.attempt == 20
     policy.record_failure(500.0)  # old failures leave the window
-    assert not policy.exhausted() and policy.delay() == 0.5
+    assert not policy.crash_looping() and policy.delay() == 0.5 and policy.attempt == 1
+
+
+def test_a_watch_counts_silence_from_the_last_answer_or_the_start() -> None:
+    watch = ChildWatch()
+    watch.started(100.0)
+    assert watch.silent_for(150.0, timeout=5.0, grace=60.0) is None  # still starting
+    assert watch.silent_for(161.0, timeout=5.0, grace=60.0) == 61.0  # never answered
+    assert watch.answered(120.0) and not watch.answered(130.0)  # first answer, then not
+    assert watch.silent_for(135.0, timeout=5.0, grace=60.0) is None
+    assert watch.silent_for(136.0, timeout=5.0, grace=60.0) == 6.0
+    watch.excuse(140.0)  # the broker was away: that time is not the child's
+    assert watch.silent_for(144.0, timeout=5.0, grace=60.0) is None
+    watch.started(200.0)  # a new life forgets the old answers
+    assert watch.silent_for(230.0, timeout=5.0, grace=60.0) is None
+
+
+def test_a_restarting_child_says_attempt_and_next_try() -> None:
+    watch = ChildWatch(Supervision(base_delay=2.0, max_delay=30.0).policy())
+    watch.started(0.0)
+    watch.answered(1.0)
+    assert watch.state("api", 42, 2.0, False).describe() == "running"
+    for now in (10.0, 20.0, 30.0):
+        delay = watch.failed(now, "api exited with code 1")
+    assert delay == 8.0
+    state = watch.state("api", 42, 33.0, False)
+    assert (state.state, state.attempt, state.next_try_in) == ("restarting", 3, 5.0)
+    assert state.describe() == "restarting, attempt 3, next try in 5 s (api exited with code 1)"
+    body = state.to_json()
+    assert body["summary"] == state.describe() and body["next_try_at"] > 0
+    watch.restart_at, watch.restarts = None, 3  # restarted: "restarting" until it answers
+    watch.started(38.0)
+    state = watch.state("api", 43, 39.0, True)
+    assert state.describe() == "restarting, attempt 3 (api exited with code 1)"
+    assert state.output_discarded and state.next_try_in is None
+    watch.answered(40.0)
+    assert watch.state("api", 43, 41.0, False).describe() == "running"
+    fresh = ChildWatch()
+    fresh.started(0.0)
+    assert fresh.state("api", 1, 1.0, False).describe() == "starting"
+
+
+def test_liveness_timeouts_are_stated_per_child() -> None:
+    supervision = Supervision()
+    assert supervision.timeout_for("api") == LIVENESS_TIMEOUT == 15.0
+    assert supervision.timeout_for("worker-batch") == LIVENESS_TIMEOUT
+    assert supervision.timeout_for("server") == SERVER_LIVENESS_TIMEOUT == 30.0
+    assert supervision.max_delay == 20.0
 
 
 def test_models_are_missing_until_each_task_has_a_card(tmp_path: Path) -> None:
@@ -143,7 +202,7 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
     password = ensure_password(files)
     proc = ServerProcess(
         binary.find_server_binary(load_settings()),
-        write_config(files, port, password),
+        write_config(files, port, password, 256 * 2**20),
         redis_url(port, password),
         tmp_path / "server.log",
         dict(os.environ),
@@ -172,8 +231,8 @@ def test_server_secrets_and_config_are_private_and_aof_is_on(
 def test_the_app_user_cannot_administer_or_flush(server: ServerProcess) -> None:
     client = redis.Redis.from_url(server.url)
     try:
-        client.set("k", "v")
-        assert client.get("k") == b"v"
+        client.set("skinapp:k", "v")
+        assert client.get("skinapp:k") == b"v"
         assert client.publish("ch", "x") == 0 and client.info("server")["server_name"]
         for command in (
             ("CONFIG", "GET", "dir"),
@@ -184,7 +243,7 @@ def test_the_app_user_cannot_administer_or_flush(server: ServerProcess) -> None:
         ):
             with pytest.raises(redis.exceptions.NoPermissionError):
                 client.execute_command(*command)
-        assert client.get("k") == b"v"
+        assert client.get("skinapp:k") == b"v"
     finally:
         client.close()
 
@@ -200,7 +259,7 @@ def test_transactions_survive_a_server_restart(server: ServerProcess) -> None:
     client = redis.Redis.from_url(server.url)
     try:
         with client.pipeline(transaction=True) as pipe:
-            pipe.hset("job", mapping={"state": "PENDING"}).lpush("queue", "m1").execute()
+            pipe.hset("skinapp:job", mapping={"state": "PENDING"}).lpush("default", "m1").execute()
     finally:
         client.close()
     server.stop()
@@ -208,9 +267,9 @@ def test_transactions_survive_a_server_restart(server: ServerProcess) -> None:
     wait_ready([server], 20)
     client = redis.Redis.from_url(server.url)
     try:
-        assert client.hget("job", "state") == b"PENDING" and client.lrange("queue", 0, -1) == [
-            b"m1"
-        ]
+        assert client.hget("skinapp:job", "state") == b"PENDING" and client.lrange(
+            "default", 0, -1
+        ) == [b"m1"]
     finally:
         client.close()
     assert "CRITICAL" not in server.log_path.read_text()
@@ -297,3 +356,70 @@ def test_an_external_server_that_does_not_answer_is_a_clear_error(tmp_path: Path
     with pytest.raises(StackError, match="Redis is not running"):
         Stack(settings, ensure_models=False).start()
     assert not runtime.lock_is_held(runtime.lock_file(settings))
+
+
+def test_accepts_writes_means_the_server_takes_a_write(server: ServerProcess) -> None:
+    assert accepts_writes(server.url)
+    assert not accepts_writes(f"redis://127.0.0.1:{free_port()}/0", timeout=0.5)
+    assert not accepts_writes(f"redis://skinapp:wrong@127.0.0.1:{server.port}/0")
+
+
+# --- a log that cannot be written, a child that keeps crashing ----------------------------------
+class _Script(ManagedProcess):
+    """A Python one-liner as a managed child."""
+
+    def __init__(self, log_path: Path, code: str) -> None:
+        super().__init__("script", log_path, dict(os.environ), log_path.parent)
+        self.code = code
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-c", self.code]
+
+
+def _headers(log: Path) -> int:
+    return log.read_text().count("skinapp starts script")
+
+
+def test_a_child_whose_log_cannot_be_written_still_starts(tmp_path: Path) -> None:
+    log = tmp_path / "script.log"
+    log.symlink_to("/dev/full")  # every write: ENOSPC, as on a full disk
+    ran = tmp_path / "ran"
+    child = _Script(log, f"print('x' * 10000); open({str(ran)!r}, 'a').write('1')")
+    child.start()
+    try:
+        assert child.join(30) and child.returncode == 0  # its output went nowhere, no SIGPIPE
+        assert child.output_discarded and ran.read_text() == "1"
+        log.unlink()  # space is back: the next start logs as usual
+        child.start()
+        assert child.join(30) and not child.output_discarded
+        assert _headers(log) == 1 and "x" * 10000 in log.read_text()
+    finally:
+        child.stop(1)
+
+
+def _crash_looping_stack(tmp_path: Path, child: ManagedProcess) -> Stack:
+    settings = load_settings(data_dir=tmp_path / "data", runtime_dir=tmp_path / "run")
+    stack = Stack(
+        settings, ensure_models=False, supervision=Supervision(base_delay=0.01, max_delay=0.05)
+    )
+    stack._launch(child)  # noqa: SLF001 - a stack of one child, without the real ones
+    return stack
+
+
+def test_a_child_that_keeps_crashing_is_retried_past_the_old_limit(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    child = _Script(tmp_path / "script.log", f"open({str(runs)!r}, 'a').write('1'); exit(3)")
+    stack = _crash_looping_stack(tmp_path, child)
+    (tmp_path / "run").write_text("not a dir")  # the runtime file cannot be written either
+    deadline = time.monotonic() + 60
+    try:
+        while len(runs.read_text() if runs.exists() else "") < 12:  # the old code stopped at 6
+            assert time.monotonic() < deadline, "the supervisor stopped restarting the child"
+            stack.keep_children_alive()  # must not raise: the runtime file fails every time
+            time.sleep(0.01)
+    finally:
+        child.stop(1)
+    state = stack.child_states()["script"]
+    assert state.restarts >= 11 and state.attempt >= 11 and state.crash_looping
+    assert state.last_failure is not None and "exited with code 3" in state.last_failure
+    assert _headers(child.log_path) == len(runs.read_text())  # one header per run

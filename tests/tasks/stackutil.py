@@ -8,7 +8,7 @@ from typing import Any
 import redis
 
 from skinapp.tasks import keys
-from skinapp.tasks.store import redis_client
+from skinapp.tasks.connection import redis_client
 
 
 def server(stack: Any) -> redis.Redis:

@@ -1,4 +1,4 @@
-"""The job index, blobs and claims against a real valkey-server (no Celery)."""
+"""The job store, blobs and claims against a real valkey-server (no Celery)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import sys
 
 import redis
 
-from skinapp.tasks import BlobStore, JobIndex, NewJob, keys
+from skinapp.tasks import BlobStore, JobRecord, JobStore, NewJob, keys
 from skinapp.tasks.claims import MAX_REDELIVERIES, Holder, claim
 
 TTL = 3600
 
 
-def _job(index: JobIndex, job_id: str = "j1", owner: str = "o1") -> dict:
+def _job(index: JobStore, job_id: str = "j1", owner: str = "o1") -> JobRecord:
     return index.create(
         NewJob(job_id, owner, "dermoscopy", "analysis", ["a.jpg"], ["abc"], {"age": 3})
     )
@@ -25,11 +25,9 @@ def _heartbeat(client: redis.Redis, me: Holder) -> None:
 
 
 def test_record_round_trip_and_index(rclient: redis.Redis) -> None:
-    index = JobIndex(rclient, TTL)
+    index = JobStore(rclient, TTL)
     rec = _job(index)
-    assert (
-        rec["state"] == "PENDING" and rec["options"] == {"age": 3} and rec["filenames"] == ["a.jpg"]
-    )
+    assert rec.status == "PENDING" and rec.options == {"age": 3} and rec.filenames == ["a.jpg"]
     assert 0 < rclient.ttl(keys.job("j1")) <= TTL
     _job(index, "j2", owner="o2")
     assert index.ids() == ["j2", "j1"]
@@ -47,22 +45,22 @@ def test_blobs_are_stored_once_with_ttl(valkey_url: str) -> None:
 
 
 def test_cancel_queued_running_and_finished(rclient: redis.Redis) -> None:
-    index = JobIndex(rclient, TTL)
+    index = JobStore(rclient, TTL)
     _job(index)
     assert index.cancel("j1") == "REVOKED"
-    assert index.get("j1")["state"] == "REVOKED"
+    assert index.get("j1").status == "REVOKED"
     assert index.cancel("j1") == "REVOKED"  # already ended: unchanged
     _job(index, "j2")
     me = Holder("w@h", "boot")
     _heartbeat(rclient, me)
     assert claim(index, "j2", me) == "run"
     assert index.cancel("j2") == "CANCELLING"
-    assert index.get("j2")["cancel"] is True and index.get("j2")["state"] == "STARTED"
+    assert index.get("j2").cancel is True and index.get("j2").status == "STARTED"
     assert index.cancel("missing") is None
 
 
 def test_claim_runs_once_and_skips_terminal(rclient: redis.Redis) -> None:
-    index = JobIndex(rclient, TTL)
+    index = JobStore(rclient, TTL)
     _job(index)
     me = Holder("w@h", "boot")
     _heartbeat(rclient, me)
@@ -73,18 +71,16 @@ def test_claim_runs_once_and_skips_terminal(rclient: redis.Redis) -> None:
     # not run. Both holders live in this test process, so give ours a live pid that is not it.
     rclient.hset(keys.job("j1"), "pid", os.getppid())  # a live pid that is not the claimant
     assert claim(index, "j1", other) == "busy"
-    assert index.guarded_update(
-        "j1", me.claim, {"state": "SUCCESS", "result": {"x": 1}}, release=True
-    )
+    assert index.finish(index.get("j1"), me.claim, "SUCCESS", result={"x": 1})
     assert claim(index, "j1", other) == "skip"
     # A finished job cannot be overwritten by a stale holder.
-    assert not index.guarded_update("j1", me.claim, {"state": "FAILURE"})
-    assert index.get("j1")["result"] == {"x": 1}
+    assert not index.finish(index.get("j1"), me.claim, "FAILURE")
+    assert index.get("j1").result == {"x": 1}
     assert claim(index, "missing", me) == "missing"
 
 
 def test_dead_holder_is_taken_over_and_poison_after_three(rclient: redis.Redis) -> None:
-    index = JobIndex(rclient, TTL)
+    index = JobStore(rclient, TTL)
     _job(index)
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
@@ -98,18 +94,74 @@ def test_dead_holder_is_taken_over_and_poison_after_three(rclient: redis.Redis) 
             assert outcome == "run"
         elif attempt <= MAX_REDELIVERIES:
             assert outcome == "run", attempt
-            assert index.get("j1")["redeliveries"] == attempt
+            assert index.get("j1").redeliveries == attempt
         rclient.hset(keys.job("j1"), "pid", dead_pid)  # the run "died"
     me = Holder("w@h", "last")
     _heartbeat(rclient, me)
     assert claim(index, "j1", me) == "poison"
     rec = index.get("j1")
-    assert rec["state"] == "FAILURE" and "poison" in rec["error"]
+    assert rec.status == "FAILURE" and "poison" in rec.error
 
 
 def test_cancelled_job_is_revoked_at_claim(rclient: redis.Redis) -> None:
-    index = JobIndex(rclient, TTL)
+    index = JobStore(rclient, TTL)
     _job(index)
     rclient.hset(keys.job("j1"), "cancel", "1")
     assert claim(index, "j1", Holder("w@h", "b")) == "revoked"
-    assert index.get("j1")["state"] == "REVOKED"
+    assert index.get("j1").status == "REVOKED"
+
+
+def test_record_reads_back_typed_and_makes_the_status_body_and_the_event(
+    rclient: redis.Redis,
+) -> None:
+    jobs = JobStore(rclient, TTL)
+    created = jobs.create(
+        NewJob("j1", "o1", "dermoscopy", "analysis", ["a.jpg"], ["abc"], {"age": 3}), now=100.0
+    )
+    assert jobs.get("j1") == created
+    # The hash keeps its stored field names (records in an existing AOF stay readable).
+    assert rclient.hget(keys.job("j1"), "state") == "PENDING"
+    assert rclient.hget(keys.job("j1"), "images") == '["abc"]'
+    me = Holder("w@h", "boot")
+    _heartbeat(rclient, me)
+    assert claim(jobs, "j1", me) == "run"
+    summary = {"risk_level": "low", "predicted_label": "Nevus", "confidence": 0.9, "demo": True}
+    done = jobs.finish(jobs.get("j1"), me.claim, "SUCCESS", result={"x": 1}, summary=summary)
+    assert done is not None and done == jobs.get("j1")
+    assert done.finished_at is not None and done.started_at is not None
+    body = done.to_public()
+    assert body["job_id"] == "j1" and body["status"] == "SUCCESS"
+    assert body["image_sha256"] == ["abc"] and body["filenames"] == ["a.jpg"]
+    assert body["submitted_at"] == "1970-01-01T00:01:40Z" and body["result"] == {"x": 1}
+    assert body["duration"] == round(done.finished_at - done.started_at, 3)
+    assert "result" not in done.to_public(with_result=False) and "error" not in body
+    assert done.to_event() == {
+        "job_id": "j1",
+        "owner": "o1",
+        "analysis": "dermoscopy",
+        "status": "SUCCESS",
+        "progress": {"percent": 0, "status": "Queued", "current": 0, "total": 1},
+        "summary": summary,
+    }
+    (head,) = jobs.records(["j1", "gone"], ("status", "analysis"))
+    assert (head.job_id, head.status, head.analysis, head.result) == (
+        "j1",
+        "SUCCESS",
+        "dermoscopy",
+        None,
+    )
+
+
+def test_fail_ends_a_live_job_once_and_never_a_finished_one(rclient: redis.Redis) -> None:
+    jobs = JobStore(rclient, TTL)
+    _job(jobs)
+    assert jobs.fail("j1", "could not be queued", "broker_unavailable")
+    rec = jobs.get("j1")
+    assert (rec.status, rec.error, rec.error_code) == (
+        "FAILURE",
+        "could not be queued",
+        "broker_unavailable",
+    )
+    assert rec.finished_at is not None
+    assert not jobs.fail("j1", "again", "x") and jobs.get("j1").error == "could not be queued"
+    assert not jobs.fail("missing", "x", "y") and not rclient.exists(keys.job("missing"))

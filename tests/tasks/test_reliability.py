@@ -14,7 +14,7 @@ import kombu
 import pytest
 
 from skinapp.client import Client
-from skinapp.tasks import TASK_NAME, JobIndex, NewJob
+from skinapp.tasks import TASK_NAME, JobStore, NewJob
 from skinapp.tasks.blobs import BlobStore
 from tests.tasks.helpers import wait_for
 from tests.tasks.stackutil import progress, queue_lengths, record, server
@@ -91,7 +91,7 @@ def test_interactive_job_starts_within_1s_while_a_batch_runs(stack: Any, client:
 
 def test_pickle_message_is_refused_and_runs_nothing(stack: Any, client: Client) -> None:
     rs = server(stack)
-    index = JobIndex(rs, 3600)
+    index = JobStore(rs, 3600)
     sha = BlobStore(server_raw(stack), 3600).put(lesion_jpeg(seed=5))
     job_id = str(uuid.uuid4())
     index.create(NewJob(job_id, "test", "dermoscopy", "analysis", ["p.jpg"], [sha]))
@@ -122,7 +122,7 @@ def test_pickle_message_is_refused_and_runs_nothing(stack: Any, client: Client) 
 
 
 def server_raw(stack: Any) -> Any:
-    from skinapp.tasks.store import redis_client
+    from skinapp.tasks.connection import redis_client
 
     return redis_client(stack.redis_url, decode=False)
 

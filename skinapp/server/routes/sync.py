@@ -17,28 +17,27 @@ from skinapp.config import ANALYSES
 from skinapp.server import service
 from skinapp.server.deps import StateDep, TokenDep
 from skinapp.server.forms import UPLOAD_DOC, FormDep
+from skinapp.tasks import JobRecord
 
 logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["sync"])
 QUEUE_WAIT = 120  # seconds a sync call may wait for a free worker on top of the hard limit
 
-_BY_CODE: dict[str, type[errors.SkinappError]] = {
-    getattr(errors, name).code: getattr(errors, name)
-    for name in errors.__all__
-    if name not in {"SkinappError"} and getattr(errors, name).http_status < 500
-}
+# A failed job's own fault (bad image, bad field) keeps its class; server-side faults (5xx)
+# stay a plain failure whose code the body still carries.
+_BY_CODE = {code: cls for code, cls in errors.by_code().items() if cls.http_status < 500}
 
 
-def raise_failure(rec: dict[str, Any]) -> None:
+def raise_failure(rec: JobRecord) -> None:
     """Re-raise a failed job's error with the status code it would have had in-process."""
-    message = rec.get("error") or "the analysis failed"
-    cls = _BY_CODE.get(rec.get("error_code") or "")
-    if rec.get("state") == "REVOKED":
+    message = rec.error or "the analysis failed"
+    cls = _BY_CODE.get(rec.error_code)
+    if rec.status == "REVOKED":
         cls = errors.JobCancelled
     err = (cls or errors.SkinappError)(message)
     if cls is None:
-        err.code = rec.get("error_code") or "analysis_failed"  # type: ignore[misc]
+        err.code = rec.error_code or "analysis_failed"  # type: ignore[misc]
     raise err
 
 
@@ -47,11 +46,11 @@ def _make_route(analysis: str) -> Any:
         rec = await service.submit(state, token, analysis, form)
         timeout = state.settings.celery_task_time_limit + QUEUE_WAIT
         rec = await service.wait_for_end(state, rec, timeout)
-        if rec.get("state") == "SUCCESS":
-            return rec.get("result")
-        if rec.get("state") in ("FAILURE", "REVOKED"):
+        if rec.status == "SUCCESS":
+            return rec.result
+        if rec.ended:
             raise_failure(rec)
-        return JSONResponse(service.job_public(rec), status_code=202)
+        return JSONResponse(rec.to_public(), status_code=202)
 
     run_sync.__name__ = "create_" + analysis.replace("-", "_")
     run_sync.__doc__ = f"Run {analysis} and wait: the same result as the queued job's."

@@ -1,27 +1,37 @@
-"""Redis clients with timeouts, and the mapping of connection faults onto `BrokerUnavailable`."""
+"""Redis clients with timeouts, and the one list of faults that mean "the server is gone".
+
+`CONNECTION_ERRORS` is shared: the API maps them onto `BrokerUnavailable` (503), the worker
+retries a job that hit one.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TypeVar
 
+import kombu.exceptions
 import redis
 
 from skinapp.errors import BrokerUnavailable
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
-#: Faults that mean "the server does not answer" rather than a bug of ours.
+#: Faults that mean "the server does not answer" rather than a bug of ours. kombu raises
+#: its own OperationalError when publishing a task finds no broker.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     redis.ConnectionError,
     redis.TimeoutError,
+    kombu.exceptions.OperationalError,
     ConnectionError,
     TimeoutError,
 )
+
+
+def refuses_writes(exc: BaseException) -> bool:
+    """The server is up but refuses writes because it cannot persist them (a full disk:
+    `MISCONF ... Errors writing to the AOF`); it takes them again once space returns."""
+    return isinstance(exc, redis.ResponseError) and str(exc).startswith("MISCONF")
 
 
 def redis_client(url: str, *, decode: bool = True, timeout: float = 5.0) -> redis.Redis:
@@ -40,12 +50,7 @@ def broker_errors() -> Iterator[None]:
     """Translate a lost server into the one error the front ends map to 503."""
     try:
         yield
+    except redis.AuthenticationError as exc:  # first: it is a redis.ConnectionError too
+        raise BrokerUnavailable(f"the Redis server refused our password: {exc}") from exc
     except CONNECTION_ERRORS as exc:
         raise BrokerUnavailable(f"Redis is not running! ({exc})") from exc
-    except redis.AuthenticationError as exc:
-        raise BrokerUnavailable(f"the Redis server refused our password: {exc}") from exc
-
-
-def guarded(fn: Callable[[], T]) -> T:
-    with broker_errors():
-        return fn()

@@ -1,0 +1,176 @@
+"""The one image-admission check: run by the API before anything is stored, and by the workers
+before they decode, so both refuse the same files with the same words.
+
+`admit_image()` reads only headers and structure: the format must be on a clinic's
+allow-list (Pillow is never even asked to try EPS, whose plugin runs Ghostscript, or TGA, PCX,
+SGI, IM, ...); the size must lie between `MIN_SIDE` and the pixel limit; the decoded bytes
+(width x height x bands x bytes per sample) must fit `MAX_DECODED_BYTES`, so a small file
+that declares a huge 16-bit canvas costs nothing; and no megabytes of junk may follow the
+picture. `check_upload()` adds what the API needs on top, a cheap proof that the pixels
+decode (a JPEG at 1/8 scale, a PNG's chunk CRCs), never a full decode of a camera JPEG.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import logging
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, ImageMode, UnidentifiedImageError
+
+from skinapp.contract import containers
+from skinapp.errors import InvalidImage
+
+logger = logging.getLogger(__name__)
+
+#: Pillow's names of the formats a clinic uses. HEIF (iPhone photos) through pi-heif, the
+#: decode-only build of pillow-heif (libheif and libde265, LGPL; no GPL x265 encoder to ship).
+ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "TIFF", "WEBP", "BMP", "HEIF")
+#: Smallest side we accept anywhere: a thumbnail carries nothing a model can read.
+MIN_SIDE = 16
+#: Decoded size we accept (a 64-MP 8-bit RGB photo fits; a 16-bit 10954 x 10954 grey does not).
+MAX_DECODED_BYTES = 192 * 2**20
+#: JPEGs are proven decodable in the API at this fraction of their size (the DCT scaler).
+PROOF_SCALE = 8
+
+EMPTY = "The file is empty."
+UNREADABLE = "The file is not an image that can be read (JPEG, PNG, TIFF, WebP, BMP or HEIC)."
+DAMAGED = "The image file is damaged or truncated."
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the header says about an admitted image."""
+
+    format: str
+    width: int
+    height: int
+    mode: str
+    decoded_bytes: int
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return (self.width, self.height)
+
+
+def admit_image(
+    data: bytes, max_pixels: int, *, max_decoded_bytes: int = MAX_DECODED_BYTES
+) -> Image.Image:
+    """The opened image (header read, no pixel decoded) if it may be decoded; else InvalidImage."""
+    if not data:
+        raise InvalidImage(EMPTY)
+    img = open_image(data, max_pixels)
+    check_header(img, max_pixels, max_decoded_bytes)
+    check_structure(data, img)
+    return img
+
+
+def check_upload(
+    data: bytes, max_pixels: int, *, max_decoded_bytes: int = MAX_DECODED_BYTES
+) -> ImageInfo:
+    """`admit_image()` plus a cheap proof that the pixels decode: the API's check."""
+    img = admit_image(data, max_pixels, max_decoded_bytes=max_decoded_bytes)
+    info = describe(img)
+    if img.format in {"JPEG", "MPO"}:
+        img.draft(img.mode, (max(1, info.width // PROOF_SCALE), max(1, info.height // PROOF_SCALE)))
+    if img.format != "PNG":  # a PNG's chunk CRCs were all checked by check_structure()
+        load_pixels(img)
+    return info
+
+
+@functools.cache
+def _formats() -> tuple[str, ...]:
+    """The allow-list, with HEIF's opener registered the first time it is needed."""
+    try:
+        import pi_heif
+    except ImportError:
+        logger.info("pi-heif is not installed: HEIC photos are refused")
+        return tuple(f for f in ALLOWED_FORMATS if f != "HEIF")
+    pi_heif.register_heif_opener()
+    return ALLOWED_FORMATS
+
+
+def open_image(data: bytes, max_pixels: int) -> Image.Image:
+    """Open (header only) with Pillow, trying only the allowed formats."""
+    with warnings.catch_warnings():
+        # Pillow warns above its own (global) pixel limit; ours is checked next, per call.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            return Image.open(io.BytesIO(data), formats=list(_formats()))
+        except Image.DecompressionBombError as exc:
+            raise InvalidImage(
+                f"The image declares more pixels than can be opened safely, over the limit of "
+                f"{max_pixels:,} pixels (possible decompression bomb)."
+            ) from exc
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
+            raise InvalidImage(UNREADABLE) from exc
+
+
+def decoded_bytes(img: Image.Image) -> int:
+    """width x height x bands x bytes per sample, from the header alone."""
+    try:
+        mode = ImageMode.getmode(img.mode)
+    except KeyError:
+        raise InvalidImage(UNREADABLE) from None
+    sample = int(mode.typestr[-1]) if mode.typestr[-1].isdigit() else 4
+    return img.size[0] * img.size[1] * len(mode.bands) * sample
+
+
+def describe(img: Image.Image) -> ImageInfo:
+    w, h = img.size
+    return ImageInfo(str(img.format), w, h, img.mode, decoded_bytes(img))
+
+
+def check_header(img: Image.Image, max_pixels: int, max_decoded_bytes: int) -> None:
+    w, h = img.size
+    if w * h > max_pixels:
+        raise InvalidImage(
+            f"The image is {w}x{h} pixels, over the limit of {max_pixels:,} pixels "
+            "(possible decompression bomb)."
+        )
+    if min(w, h) < MIN_SIDE:
+        raise InvalidImage(
+            f"The image is only {w}x{h} pixels; at least {MIN_SIDE} px per side is needed."
+        )
+    size = decoded_bytes(img)
+    if size > max_decoded_bytes:
+        raise InvalidImage(
+            f"The image is {w}x{h} pixels in mode {img.mode}: {size / 2**20:,.0f} MB once "
+            f"decoded, over the limit of {max_decoded_bytes / 2**20:,.0f} MB. Send it at a "
+            "lower resolution or as an 8-bit photo."
+        )
+
+
+def check_structure(data: bytes, img: Image.Image) -> None:
+    """The file must end where its picture ends (give or take what cameras really append)."""
+    if img.format in {"JPEG", "MPO"}:
+        end = containers.jpeg_primary_end(data)
+        if end is None:
+            raise InvalidImage(DAMAGED)
+        extra = containers.jpeg_unexplained_tail(data, img, end)
+    elif img.format == "PNG":
+        end = containers.png_end(data)
+        if end is None:
+            raise InvalidImage(DAMAGED)
+        extra = len(data) - end
+    elif img.format == "WEBP":
+        extra = len(data) - containers.webp_end(data)
+    else:  # TIFF, BMP, HEIF: offsets point anywhere; the upload size caps bound them
+        extra = 0
+    if extra > containers.TAIL_SLACK:
+        raise InvalidImage(
+            f"The file has {extra / 2**20:,.1f} MB of data after the end of the picture that "
+            "is not part of it. Save or export the photo again and send that file."
+        )
+
+
+def load_pixels(img: Image.Image) -> Image.Image:
+    """Decode the pixels; a damaged file is one InvalidImage, the same in the API and workers."""
+    try:
+        img.load()
+    except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
+        logger.info("image refused while decoding: %s", exc)
+        raise InvalidImage(DAMAGED) from exc
+    return img

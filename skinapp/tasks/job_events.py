@@ -1,0 +1,31 @@
+"""Job events on the `skinapp:events` pub/sub channel (the API streams them as SSE).
+
+A terminal event also goes to `skinapp:done:<job>`, which `GET /jobs/result?wait=true`
+and the sync twins wait on, so they answer the moment a result exists.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import redis
+
+from skinapp.tasks import keys
+from skinapp.tasks.jobs import JobRecord
+
+logger = logging.getLogger(__name__)
+
+
+def publish(client: redis.Redis, rec: JobRecord) -> None:
+    """Announce `rec` as it now is. Best effort: a lost event must never fail the job (the
+    record holds the truth)."""
+    body = json.dumps(rec.to_event())
+    try:
+        pipe = client.pipeline(transaction=False)
+        pipe.publish(keys.EVENTS_CHANNEL, body)
+        if rec.ended:
+            pipe.publish(keys.done_channel(rec.job_id), body)
+        pipe.execute()
+    except redis.RedisError as exc:
+        logger.warning("could not publish an event for %s: %s", rec.job_id, exc)

@@ -1,0 +1,113 @@
+"""Hostile uploads (issue 9): files a token holder could send to make the workstation work.
+
+Each is small on the wire; the large ones are built without ever allocating their pixels
+(PNG rows of zeros fed through zlib one at a time).
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import struct
+import zlib
+from pathlib import Path
+
+from PIL import Image
+
+from tests.utils.images import lesion_jpeg
+
+#: PostScript that Pillow's EPS plugin would hand to Ghostscript: a loop of 200 M steps.
+EPS = (
+    b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 100 100\n%%EndComments\n"
+    b"0 1 200000000 {pop} for\nshowpage\n%%EOF\n"
+)
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+@functools.cache
+def zero_png(width: int, height: int, bit_depth: int = 8, colour_type: int = 0) -> bytes:
+    """A valid PNG of zero pixels (a few hundred KB for 120 MP), in well under a second."""
+    channels = {0: 1, 2: 3, 4: 2, 6: 4}[colour_type]
+    row = 1 + width * channels * bit_depth // 8  # filter byte "None", then the samples
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    idat = _zeros_zlib(row * height, block=row * 256)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", header)
+        + _chunk(b"IDAT", idat)
+        + _chunk(b"IEND", b"")
+    )
+
+
+def _zeros_zlib(total: int, block: int) -> bytes:
+    """zlib data for `total` zero bytes: one block is deflated and its bytes repeated.
+
+    After a full flush deflate forgets its history, so every later block of zeros comes out
+    identical; the Adler-32 of n zeros is simply ((n mod 65521) << 16) | 1.
+    """
+    count, rest = divmod(total, block)
+    deflate = zlib.compressobj(9)
+    first = deflate.compress(b"\0" * block) + deflate.flush(zlib.Z_FULL_FLUSH)
+    again = deflate.compress(b"\0" * block) + deflate.flush(zlib.Z_FULL_FLUSH)
+    end = (deflate.compress(b"\0" * rest) + deflate.flush())[:-4]
+    adler = ((total % 65521) << 16) | 1
+    if count < 2:
+        return zlib.compress(b"\0" * total, 9)
+    return first + again * (count - 1) + end + struct.pack(">I", adler)
+
+
+def sixteen_bit_grey_png(side: int = 10954) -> bytes:
+    """The issue's 251 KB PNG: 16-bit grey, under the 120-MP cap, 229 MiB once decoded."""
+    return zero_png(side, side, bit_depth=16)
+
+
+def huge_png(side: int = 30000) -> bytes:
+    """900 megapixels of 8-bit grey."""
+    return zero_png(side, side)
+
+
+def encoded(fmt: str, size: tuple[int, int] = (64, 64), mode: str = "RGB") -> bytes:
+    buf = io.BytesIO()
+    Image.new(mode, size, (120, 80, 60) if mode == "RGB" else 128).save(buf, fmt)
+    return buf.getvalue()
+
+
+def heic() -> bytes:
+    """A 64x48 iPhone-style HEIC (a lesion on skin), encoded once with pillow-heif's x265: the
+    app ships only the decoder (pi-heif), which cannot write one."""
+    return (Path(__file__).with_name("lesion_64x48.heic")).read_bytes()
+
+
+def jpeg_with_junk(megabytes: int = 24, seed: int = 0) -> bytes:
+    """A valid JPEG followed by random bytes (stored for 30 days, never looked at)."""
+    import random
+
+    junk = random.Random(seed).randbytes(megabytes * 2**20)
+    return lesion_jpeg() + junk
+
+
+def truncated(data: bytes, keep: float = 0.5) -> bytes:
+    return data[: int(len(data) * keep)]
+
+
+def mpo(secondary_side: int = 512) -> bytes:
+    """A phone-style JPEG: the picture, then a second JPEG its MPF index declares."""
+    from tests.utils.images import lesion_image
+
+    buf = io.BytesIO()
+    second = Image.effect_noise((secondary_side, secondary_side), 40).convert("RGB")
+    lesion_image().save(buf, "MPO", save_all=True, append_images=[second])
+    return buf.getvalue()
+
+
+def motion_photo(video_bytes: int = 2 * 2**20) -> bytes:
+    """A JPEG with an MP4 clip appended after its end, as Google and Samsung write them."""
+    ftyp = _box(b"ftyp", b"mp42\0\0\0\0mp42isom")
+    return lesion_jpeg() + ftyp + _box(b"moov", b"\0" * 64) + _box(b"mdat", b"\0" * video_bytes)
+
+
+def _box(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", 8 + len(body)) + kind + body
