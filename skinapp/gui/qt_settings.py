@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import sys
 from pathlib import Path
 
 from PySide6.QtCore import QProcess, QProcessEnvironment, QSettings
@@ -33,6 +32,7 @@ from PySide6.QtWidgets import (
 
 from skinapp.config import Settings
 from skinapp.gui.models_catalog import HEADERS, read_cards
+from skinapp.stack.process import skinapp_command
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +121,8 @@ class QtModelsPage(QWidget):
         process.readyReadStandardOutput.connect(lambda: self._append(process))
         process.finished.connect(lambda code, _status: self._finished(args[0], code))
         self.output.appendPlainText(f"$ skinapp models {' '.join(args)}")
-        process.start(sys.executable, ["-m", "skinapp", "models", *args])
+        argv = skinapp_command("models", *args)  # the bundle's executable when frozen
+        process.start(argv[0], argv[1:])
         self.process = process
         return process
 
