@@ -32,7 +32,6 @@ from PySide6.QtWidgets import (
 
 from skinapp.config import Settings
 from skinapp.gui.models_catalog import HEADERS, read_cards
-from skinapp.stack.process import skinapp_command
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +120,10 @@ class QtModelsPage(QWidget):
         process.readyReadStandardOutput.connect(lambda: self._append(process))
         process.finished.connect(lambda code, _status: self._finished(args[0], code))
         self.output.appendPlainText(f"$ skinapp models {' '.join(args)}")
-        argv = skinapp_command("models", *args)  # the bundle's executable when frozen
+        # imported here: the stack package (redis, psutil) must not delay drawing the window
+        from skinapp.stack.process import skinapp_command
+
+        argv = skinapp_command("models", *args)  # the bundle's own executable when frozen
         process.start(argv[0], argv[1:])
         self.process = process
         return process
