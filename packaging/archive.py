@@ -42,7 +42,9 @@ def write_zst_program(folder: Path, target: Path) -> bool:
     if zstd is None:
         return False
     with target.open("wb") as raw:
-        proc = subprocess.Popen([zstd, f"-{ZSTD_LEVEL}", "-T0", "-q", "-c"], stdin=subprocess.PIPE, stdout=raw)
+        proc = subprocess.Popen(
+            [zstd, f"-{ZSTD_LEVEL}", "-T0", "-q", "-c"], stdin=subprocess.PIPE, stdout=raw
+        )
         assert proc.stdin is not None
         _tar_into(proc.stdin, folder)
         proc.stdin.close()
@@ -51,14 +53,17 @@ def write_zst_program(folder: Path, target: Path) -> bool:
     return True
 
 
-def write(folder: Path, stem: Path) -> Path:
+def write(folder: Path, stem: Path) -> tuple[Path, str]:
+    """The archive written and how: zstd by package or program, else gzip."""
     zst = stem.with_name(stem.name + ".tar.zst")
-    if write_zst_python(folder, zst) or write_zst_program(folder, zst):
-        return zst
+    if write_zst_python(folder, zst):
+        return zst, f"zstd level {ZSTD_LEVEL}, Python zstandard package"
+    if write_zst_program(folder, zst):
+        return zst, f"zstd level {ZSTD_LEVEL}, zstd program"
     gz = stem.with_name(stem.name + ".tar.gz")
     with tarfile.open(gz, "w:gz", compresslevel=6) as tar:
         tar.add(folder, arcname="skinapp")
-    return gz
+    return gz, "gzip: neither the zstandard package nor the zstd program is available"
 
 
 def main(argv: list[str]) -> int:
@@ -66,9 +71,8 @@ def main(argv: list[str]) -> int:
     for old in (stem.with_name(stem.name + ext) for ext in (".tar.zst", ".tar.gz")):
         old.unlink(missing_ok=True)
     started = time.monotonic()
-    target = write(folder, stem)
+    target, kind = write(folder, stem)
     size = target.stat().st_size / 2**30
-    kind = "zstd" if target.suffix == ".zst" else "gzip (no zstd found)"
     print(f"archive: {target} ({kind}), {size:.2f} GiB in {time.monotonic() - started:.0f} s")
     return 0
 

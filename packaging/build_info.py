@@ -1,6 +1,8 @@
 """What a bundle was built from: a digest of the sources and the versions that went in.
 
-`python packaging/build_info.py write dist/skinapp` stores BUILD-INFO.json in the bundle;
+`python packaging/build_info.py write dist/skinapp DIGEST` stores BUILD-INFO.json in the
+bundle, with the digest taken before the build started (an edit during a build must not be
+stamped as built);
 `python packaging/build_info.py digest` prints the digest of the checkout as it is now, so a
 test (or a person) can tell whether an existing bundle is still the build of these sources.
 """
@@ -17,7 +19,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Distributions whose version changes what the bundle contains.
-PACKAGES = ("torch", "torchvision", "PySide6_Essentials", "celery", "kombu", "uvicorn", "pyinstaller")
+PACKAGES = (
+    "torch",
+    "torchvision",
+    "PySide6_Essentials",
+    "celery",
+    "kombu",
+    "uvicorn",
+    "pyinstaller",
+)
 
 
 def _sources() -> list[Path]:
@@ -52,13 +62,14 @@ def _commit() -> str:
     return done.stdout.strip() or "unknown"
 
 
-def write(bundle: Path) -> None:
+def write(bundle: Path, source_digest: str) -> None:
     info = {
-        "source_digest": digest(),
+        "source_digest": source_digest,
         "commit": _commit(),
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "python": sys.version.split()[0],
         "versions": versions(),
+        "pyinstaller": _version("pyinstaller"),
     }
     (bundle / "BUILD-INFO.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
 
@@ -66,7 +77,7 @@ def write(bundle: Path) -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["digest"]:
         print(digest())
-    elif sys.argv[1:2] == ["write"] and len(sys.argv) == 3:
-        write(Path(sys.argv[2]))
+    elif sys.argv[1:2] == ["write"] and len(sys.argv) == 4:
+        write(Path(sys.argv[2]), sys.argv[3])
     else:
-        raise SystemExit("usage: build_info.py digest | write BUNDLE_DIR")
+        raise SystemExit("usage: build_info.py digest | write BUNDLE_DIR DIGEST")

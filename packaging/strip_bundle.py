@@ -71,7 +71,9 @@ def main(argv: list[str]) -> int:
         result = subprocess.run([strip, "--strip-unneeded", str(path)], capture_output=True)
         os.chmod(path, mode)
         if result.returncode != 0:
-            print(f"strip: left {path.relative_to(bundle)} as it was: {result.stderr.decode()[:200]}")
+            print(
+                f"strip: left {path.relative_to(bundle)} as it was: {result.stderr.decode()[:200]}"
+            )
             continue
         before += size
         after += path.stat().st_size
