@@ -54,6 +54,15 @@ def bundle_is_fresh(bundle: Path) -> bool:
     return bool(json.loads(info.read_text(encoding="utf-8"))["source_digest"] == source_digest())
 
 
+def kill_session(sid: int) -> None:
+    """SIGKILL every process of session `sid`: not just the group, because `timeout` in
+    scripts/bundle puts PyInstaller in a process group of its own."""
+    for proc in psutil.process_iter():
+        with contextlib.suppress(ProcessLookupError, PermissionError, psutil.Error):
+            if os.getsid(proc.pid) == sid:
+                os.kill(proc.pid, signal.SIGKILL)
+
+
 def build_bundle() -> None:
     """`scripts/bundle` with this interpreter's packages; pytest.fail with the log otherwise."""
     env = {**os.environ, "BUNDLE_ARCHIVE": "0", "BUNDLE_PYTHON": sys.executable}
@@ -71,7 +80,7 @@ def build_bundle() -> None:
         try:
             code = proc.wait(BUILD_TIMEOUT)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            kill_session(proc.pid)
             proc.wait()
             code = None
     tail = BUILD_LOG.read_text(errors="replace")[-4000:]
