@@ -70,9 +70,9 @@ def _register_train(models: Any, common: argparse.ArgumentParser) -> None:
     train.add_argument("--val-fraction", type=float, default=0.2)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--name", help="checkpoint name (default TASK-ARCH)")
-    train.add_argument(
-        "--intended-use", choices=("research", "clinical", "demo"), default="research"
-    )
+    # Never "clinical": that claim needs validation on an external test set, which training
+    # on one's own split cannot give; a card is only accepted as clinical with that evidence.
+    train.add_argument("--intended-use", choices=("research", "demo"), default="research")
     train.add_argument("--workers", type=int, default=0, help="data-loading processes")
     train.add_argument(
         "--out", type=Path, help="where the checkpoint goes (default: the models dir)"

@@ -15,6 +15,7 @@ DISCLAIMER = (
     "not valid for clinical use."
 )
 RISK_TEXT = {"high": "HIGH RISK", "medium": "MEDIUM RISK", "low": "LOW RISK"}
+NOT_ASSESSED = "Not assessed — this image is unlike the images the model was trained on"
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
@@ -38,7 +39,14 @@ def is_batch(result: Mapping[str, Any]) -> bool:
     return result.get("analysis") == "batch-skin-check" or "items" in result
 
 
+def not_assessed(result: Mapping[str, Any]) -> bool:
+    """The input-domain gate declined the image: there is no finding to show."""
+    return _mapping(result.get("assessment")).get("in_domain") is False
+
+
 def risk_text(result: Mapping[str, Any]) -> str:
+    if not_assessed(result):
+        return NOT_ASSESSED
     level = result.get("risk_level")
     return RISK_TEXT.get(str(level), "No risk level for this analysis")
 
@@ -192,5 +200,7 @@ def item_line(item: Mapping[str, Any], filename: str) -> tuple[str, str, str, st
     inner = _mapping(item.get("result"))
     if item.get("status") != "SUCCESS":
         return filename, "Failed", "", str(item.get("error") or "")
+    if not_assessed(inner):
+        return filename, "Done", "Not assessed", ""
     label = inner.get("predicted_label") or ""
     return filename, "Done", str(inner.get("risk_level") or "").capitalize(), str(label)
