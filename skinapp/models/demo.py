@@ -150,6 +150,9 @@ def _fit_gate(
     """Gate statistics from the training set, thresholds from validation + extra images."""
     plan = PLANS[task]
     x_cal, y_cal = _tensors(task, class_ids, plan.val_per_class, plan.seed + CALIBRATION_SEED)
+    # the second set as it arrives through the API: enlarged, JPEG-compressed, squashed back
+    submitted = domain_fit.as_submitted(x_cal.permute(0, 2, 3, 1).numpy(), plan.seed)
+    x_cal = torch.from_numpy(submitted).permute(0, 3, 1, 2).contiguous()
     x_cal, y_cal = torch.cat([val[0], x_cal]), torch.cat([val[1], y_cal])
     return domain_fit.fit_domain(
         model,

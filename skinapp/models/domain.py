@@ -31,7 +31,7 @@ from scipy import ndimage
 
 logger = logging.getLogger(__name__)
 
-DOMAIN_VERSION = 2
+DOMAIN_VERSION = 3
 #: Chai & Ngan (1999): skin in YCbCr (ITU-R BT.601, full range, as in JPEG).
 SKIN_CB = (77.0, 127.0)
 SKIN_CR = (133.0, 173.0)
