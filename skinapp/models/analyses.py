@@ -195,17 +195,15 @@ def run_dermoscopy(data: bytes, opts: Options, steps: Steps) -> dict[str, Any]:
     gate = domain.classical_assessment(rgb)
     if not gate["in_domain"]:
         result = results.base_result(
-            "dermoscopy", decoded, quality, [dict(dermoscopy.METHOD_INFO)], opts
+            "dermoscopy", decoded, quality, [dermoscopy.method_info()], opts
         )
         steps.step("Not assessed")
-        return domain.withhold(result, gate)
+        return domain.withhold(_classical(result, dermoscopy.REFERENCE), gate)
     mask, dist = dermoscopy.segment_lesion(rgb)
     steps.step("Scoring asymmetry, border, colours and structures")
     scores = dermoscopy.score_lesion(rgb, mask, dist)
     diameter_px = dermoscopy.feret_diameter(mask) / decoded.scale
-    result = results.base_result(
-        "dermoscopy", decoded, quality, [dict(dermoscopy.METHOD_INFO)], opts
-    )
+    result = results.base_result("dermoscopy", decoded, quality, [dermoscopy.method_info()], opts)
     band = str(scores["tds_band"])
     result.update(scores)
     result.update(
@@ -222,7 +220,7 @@ def run_dermoscopy(data: bytes, opts: Options, steps: Steps) -> dict[str, Any]:
             "points": dermoscopy.contour_points(mask, decoded.scale),
         },
     )
-    return domain.withhold(result, gate)
+    return domain.withhold(_classical(result, dermoscopy.REFERENCE), gate)
 
 
 def run_histopathology(data: bytes, opts: Options, steps: Steps) -> dict[str, Any]:
@@ -236,12 +234,19 @@ def run_histopathology(data: bytes, opts: Options, steps: Steps) -> dict[str, An
 
     measured = histopathology.measure_slide(decoded.image, opts.microns_per_pixel, on_tile)
     result = results.base_result(
-        "histopathology", decoded, quality, [dict(histopathology.METHOD_INFO)], opts
+        "histopathology", decoded, quality, [histopathology.method_info()], opts
     )
     result.update(measured)
     result["recommendation"] = (
         "Quantitative nuclear morphometry for review by a pathologist; not a diagnosis."
     )
+    return _classical(result, histopathology.REFERENCE)
+
+
+def _classical(result: dict[str, Any], reference: str) -> dict[str, Any]:
+    """A rule-based method says so: the `method` block and its warning, first."""
+    result["method"] = results.classical_method(reference)
+    result["warnings"] = [results.CLASSICAL_WARNING, *result["warnings"]]
     return result
 
 
