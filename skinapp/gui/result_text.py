@@ -60,6 +60,12 @@ def findings(result: Mapping[str, Any]) -> list[tuple[str, str]]:
     rows += _nested_findings(result)
     rows += _dermoscopy_findings(result)
     rows += _histopathology_findings(result)
+    people = _mapping(result.get("demographics"))
+    if people.get("age") is not None or people.get("sex"):
+        given = ", ".join(
+            str(v) for v in (people.get("age"), people.get("sex")) if v not in (None, "")
+        )
+        rows.append(("Age/sex", f"{given}: {people.get('note') or 'recorded'}"))
     multimodal = result.get("multimodal")
     if isinstance(multimodal, Mapping):
         applied = "applied" if multimodal.get("applied") else "not applied"

@@ -45,7 +45,17 @@ def base_result(
         "recommendation": "",
         "processing_time": 0.0,
         "context": dict(opts.context or {}),
+        "demographics": demographics(opts),
     }
+
+
+DEMOGRAPHICS_NOTE = "recorded; not used by any model"
+
+
+def demographics(opts: Options) -> dict[str, Any]:
+    """Age and sex as given, and the plain fact that no analysis here adjusts for them
+    (no checkpoint card documents an adjustment; body-site priors are `multimodal`)."""
+    return {"age": opts.age, "sex": opts.sex, "used": False, "note": DEMOGRAPHICS_NOTE}
 
 
 def class_block(

@@ -90,3 +90,16 @@ def test_a_colour_far_from_all_six_counts_as_none(far: tuple[int, int, int]) -> 
     assert found == [
         "light_brown"
     ]  # only the ring: a vivid blue or magenta is no dermoscopic colour
+
+
+def test_age_and_sex_are_recorded_and_said_to_be_unused() -> None:
+    result = analyze("dermoscopy", [synthetic_jpeg(seed=2)], {"age": 61, "sex": "female"})
+    assert result["demographics"] == {
+        "age": 61,
+        "sex": "female",
+        "used": False,
+        "note": "recorded; not used by any model",
+    }
+    from skinapp.gui import result_text as rt
+
+    assert ("Age/sex", "61, female: recorded; not used by any model") in rt.findings(result)
