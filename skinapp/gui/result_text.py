@@ -157,7 +157,7 @@ def model_card(
         ("Validation accuracy", accuracy_of(card or model)),
         ("Checkpoint sha256", str(model.get("sha256") or "—")[:16]),
     ]
-    data = _mapping((card or {}).get("training_data"))
+    data = _mapping((card or model).get("training_data"))  # the result carries it too
     if data.get("source"):
         rows.append(("Training data", str(data["source"])))
     return rows

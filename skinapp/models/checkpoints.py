@@ -67,9 +67,14 @@ class Checkpoint:
         use = INTENDED_USES.index(self.card["intended_use"])
         return (use, str(self.card.get("created", "")), str(self.card.get("version", "")))
 
-    def info(self) -> dict[str, str]:
-        """The `model` block of a result: `sha256` is the digest of card and weights."""
+    def info(self) -> dict[str, Any]:
+        """The `model` block of a result: `sha256` is the digest of card and weights. It
+        carries what a front end shows of the card (metrics, training data), so a dashboard
+        attached to workers on another machine shows them without the models folder."""
         card = self.card
+        metrics = _as_dict(card.get("metrics"))
+        data = _as_dict(card.get("training_data"))
+        external = card.get("external_validation")
         return {
             "name": str(card["name"]),
             "version": str(card["version"]),
@@ -77,7 +82,14 @@ class Checkpoint:
             "weights_sha256": str(card["weights_sha256"]),
             "intended_use": str(card["intended_use"]),
             "task": str(card["task"]),
+            "metrics": {k: metrics[k] for k in ("accuracy", "validation_images") if k in metrics},
+            "training_data": {k: data[k] for k in ("source", "description") if k in data},
+            "external_validation": external if isinstance(external, dict) else None,
         }
+
+
+def _as_dict(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def file_sha256(path: Path) -> str:

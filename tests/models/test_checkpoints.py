@@ -187,3 +187,17 @@ def test_train_never_writes_clinical(tmp_path: Path, capsys: pytest.CaptureFixtu
     with pytest.raises(InvalidRequest, match="external test set"):
         train_checkpoint(request, lambda line: None)
     assert not (tmp_path / "out").exists()
+
+
+def test_the_card_travels_with_the_result(demo_models: Path) -> None:
+    from skinapp.gui import result_text as rt
+
+    result = analyze("binary-classify", [images.lesion_jpeg()])
+    card = json.loads((demo_models / "demo-binary" / "card.json").read_text())
+    model = result["model"]
+    assert model["sha256"] == card["checkpoint_sha256"]
+    assert model["metrics"]["accuracy"] == card["metrics"]["accuracy"]
+    assert model["training_data"]["source"] == "synthetic"
+    rows = dict(rt.model_card(result))  # no card from the local disk
+    assert rows["Validation accuracy"] == f"{card['metrics']['accuracy'] * 100:.1f} %"
+    assert rows["Training data"] == "synthetic"
