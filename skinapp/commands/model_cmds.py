@@ -18,7 +18,7 @@ from skinapp.config import MODEL_TASKS, get_settings
 
 logger = logging.getLogger(__name__)
 
-PUBLIC = ("list", "train", "import", "verify")
+PUBLIC = ("list", "train", "import", "verify", "evaluate")
 
 
 def register(sub: Any) -> None:
@@ -44,6 +44,17 @@ def register(sub: Any) -> None:
     imp.add_argument("path", type=Path)
     imp.set_defaults(handler=cmd_import)
     _register_train(models, common)
+    evaluate = models.add_parser(
+        "evaluate",
+        parents=[common],
+        help="measure the preferred checkpoint of a task on a labelled folder",
+    )
+    evaluate.add_argument("--task", required=True, choices=MODEL_TASKS)
+    evaluate.add_argument(
+        "--data", required=True, type=Path, help="ImageFolder root, or the image folder for --csv"
+    )
+    evaluate.add_argument("--csv", type=Path, help="HAM10000-style metadata (image_id, dx)")
+    evaluate.set_defaults(handler=cmd_evaluate)
     # Hidden (no help): the child the stack runs when a task has no checkpoint.
     models.add_parser("ensure-demo", parents=[common]).set_defaults(handler=cmd_ensure_demo)
     parser.set_defaults(handler=lambda args: _usage(parser))
@@ -70,9 +81,9 @@ def _register_train(models: Any, common: argparse.ArgumentParser) -> None:
     train.add_argument("--val-fraction", type=float, default=0.2)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--name", help="checkpoint name (default TASK-ARCH)")
-    train.add_argument(
-        "--intended-use", choices=("research", "clinical", "demo"), default="research"
-    )
+    # Never "clinical": that claim needs validation on an external test set, which training
+    # on one's own split cannot give; a card is only accepted as clinical with that evidence.
+    train.add_argument("--intended-use", choices=("research", "demo"), default="research")
     train.add_argument("--workers", type=int, default=0, help="data-loading processes")
     train.add_argument(
         "--out", type=Path, help="where the checkpoint goes (default: the models dir)"
@@ -149,6 +160,38 @@ def cmd_verify(args: argparse.Namespace) -> int:
             failed += 1
             print(f"FAILED  {path}: {exc}")
     return 1 if failed else 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    _calm_openmp()
+    from skinapp.models.evaluation import EVALUATION_FILE, evaluate
+
+    report = evaluate(args.task, args.data, args.csv, _models_dir(args), _say)
+    rows: list[tuple[str, ...]] = [("CLASS", "SENSITIVITY", "SPECIFICITY", "ROC AUC", "IMAGES")]
+    for cid, figures in report["per_class"].items():
+        auc = report["roc_auc_ovr"][cid]
+        rows.append(
+            (
+                cid,
+                _fmt(figures["sensitivity"]),
+                _fmt(figures["specificity"]),
+                _fmt(auc),
+                str(figures["support"]),
+            )
+        )
+    _print_table(rows)
+    print(
+        f"balanced accuracy {report['balanced_accuracy']:.3f}, expected calibration error "
+        f"{report['expected_calibration_error']:.3f}, input-domain gate passed "
+        f"{report['domain_gate_pass_rate']:.1%} of {report['images']} images"
+    )
+    plots = ", ".join(report["plots"].values())
+    print(f"wrote {EVALUATION_FILE} and plots {plots} in {report['checkpoint_path']}")
+    return 0
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.3f}" if isinstance(value, int | float) else "-"
 
 
 def cmd_import(args: argparse.Namespace) -> int:

@@ -57,9 +57,11 @@ class CardIndex:
     def _scan(self) -> None:
         self._scanned_at = time.monotonic()
         for entry in read_cards(self.models_dir):
-            sha = entry.card.get("weights_sha256")
-            if sha:
-                self._cards[str(sha)] = entry.card
+            # results name a checkpoint by the digest of card and weights (older: weights)
+            for key in ("checkpoint_sha256", "weights_sha256"):
+                sha = entry.card.get(key)
+                if sha:
+                    self._cards[str(sha)] = entry.card
 
 
 HEADERS = ("Name", "Task", "Version", "Intended use", "Validation accuracy", "sha256", "Folder")

@@ -104,10 +104,14 @@ class QtDropZone(QWidget):
         self.body_location = QComboBox(self)
         self.body_location.setEditable(True)
         self.body_location.addItems(BODY_LOCATIONS)
-        self.multimodal = QCheckBox("Use age, sex and body location", self)
+        # Only body-site priors that a model card documents can be applied; age and sex are
+        # recorded with the result and used by no model (issue 11), so the form says so.
+        self.multimodal = QCheckBox("Use body-site priors (if the model card has them)", self)
         self.age = _spin(QSpinBox(self), 0, 120, "unknown")
         self.sex = QComboBox(self)
         self.sex.addItems(["unknown", "female", "male"])
+        for widget in (self.age, self.sex):
+            widget.setToolTip("Recorded with the result; not used by any model.")
         self.pixel_spacing = _spin(QDoubleSpinBox(self), 0.0, 10.0, "unknown", decimals=4)
         self.microns = _spin(QDoubleSpinBox(self), 0.0, 100.0, "unknown", decimals=3)
         grid = QGridLayout()

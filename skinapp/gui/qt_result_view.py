@@ -79,6 +79,8 @@ class QtProbabilityChart(QWidget):
 
 def _label(parent: QWidget, *, wrap: bool = True, selectable: bool = True) -> QLabel:
     label = QLabel(parent)
+    # User-supplied text (file names, body sites) is shown as written, never as markup.
+    label.setTextFormat(Qt.TextFormat.PlainText)
     label.setWordWrap(wrap)
     if selectable:
         label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import sys
 from pathlib import Path
 
 from PySide6.QtCore import QProcess, QProcessEnvironment, QSettings
@@ -122,7 +121,11 @@ class QtModelsPage(QWidget):
         process.readyReadStandardOutput.connect(lambda: self._append(process))
         process.finished.connect(lambda code, _status: self._finished(args[0], code))
         self.output.appendPlainText(f"$ skinapp models {' '.join(args)}")
-        process.start(sys.executable, ["-m", "skinapp", "models", *args])
+        # imported here: the stack package (redis, psutil) must not delay drawing the window
+        from skinapp.stack.process import skinapp_command
+
+        argv = skinapp_command("models", *args)  # the bundle's own executable when frozen
+        process.start(argv[0], argv[1:])
         self.process = process
         return process
 

@@ -15,6 +15,7 @@ DISCLAIMER = (
     "not valid for clinical use."
 )
 RISK_TEXT = {"high": "HIGH RISK", "medium": "MEDIUM RISK", "low": "LOW RISK"}
+NOT_ASSESSED = "Not assessed — this image is unlike the images the model was trained on"
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
@@ -38,7 +39,14 @@ def is_batch(result: Mapping[str, Any]) -> bool:
     return result.get("analysis") == "batch-skin-check" or "items" in result
 
 
+def not_assessed(result: Mapping[str, Any]) -> bool:
+    """The input-domain gate declined the image: there is no finding to show."""
+    return _mapping(result.get("assessment")).get("in_domain") is False
+
+
 def risk_text(result: Mapping[str, Any]) -> str:
+    if not_assessed(result):
+        return NOT_ASSESSED
     level = result.get("risk_level")
     return RISK_TEXT.get(str(level), "No risk level for this analysis")
 
@@ -52,6 +60,12 @@ def findings(result: Mapping[str, Any]) -> list[tuple[str, str]]:
     rows += _nested_findings(result)
     rows += _dermoscopy_findings(result)
     rows += _histopathology_findings(result)
+    people = _mapping(result.get("demographics"))
+    if people.get("age") is not None or people.get("sex"):
+        given = ", ".join(
+            str(v) for v in (people.get("age"), people.get("sex")) if v not in (None, "")
+        )
+        rows.append(("Age/sex", f"{given}: {people.get('note') or 'recorded'}"))
     multimodal = result.get("multimodal")
     if isinstance(multimodal, Mapping):
         applied = "applied" if multimodal.get("applied") else "not applied"
@@ -143,7 +157,7 @@ def model_card(
         ("Validation accuracy", accuracy_of(card or model)),
         ("Checkpoint sha256", str(model.get("sha256") or "—")[:16]),
     ]
-    data = _mapping((card or {}).get("training_data"))
+    data = _mapping((card or model).get("training_data"))  # the result carries it too
     if data.get("source"):
         rows.append(("Training data", str(data["source"])))
     return rows
@@ -192,5 +206,7 @@ def item_line(item: Mapping[str, Any], filename: str) -> tuple[str, str, str, st
     inner = _mapping(item.get("result"))
     if item.get("status") != "SUCCESS":
         return filename, "Failed", "", str(item.get("error") or "")
+    if not_assessed(inner):
+        return filename, "Done", "Not assessed", ""
     label = inner.get("predicted_label") or ""
     return filename, "Done", str(inner.get("risk_level") or "").capitalize(), str(label)

@@ -47,6 +47,7 @@ class Record:
     predicted_label: str = ""
     confidence: str = ""
     risk_level: str = ""
+    assessment: str = ""  # "assessed", or "not assessed: <why>" (the input-domain gate)
     measurements: str = ""
     model_name: str = ""
     model_version: str = ""
@@ -114,6 +115,18 @@ def _model_fields(result: dict[str, Any]) -> dict[str, str]:
     }
 
 
+def _assessment(result: dict[str, Any]) -> str:
+    block = result.get("assessment")
+    if not isinstance(block, dict):
+        return ""
+    if block.get("in_domain") is False:
+        return (
+            "not assessed: this image is unlike the images the model was trained on"
+            f" ({block.get('reason') or 'input-domain gate'})"
+        )
+    return "assessed"
+
+
 def from_result(
     path: str, sha256: str, analysis: str, result: dict[str, Any], job_id: str = ""
 ) -> Record:
@@ -127,6 +140,7 @@ def from_result(
         predicted_label=str(result.get("predicted_label") or ""),
         confidence=_confidence(result),
         risk_level=str(result.get("risk_level") or ""),
+        assessment=_assessment(result),
         measurements=measurements_text(result),
         warnings=" | ".join(str(w) for w in result.get("warnings") or []),
         job_id=job_id,

@@ -16,7 +16,7 @@ import numpy as np
 
 from skinapp.config import ANALYSES, get_settings
 from skinapp.errors import InvalidImage, InvalidRequest
-from skinapp.models import dermoscopy, histopathology, results, risk
+from skinapp.models import dermoscopy, domain, histopathology, results, risk
 from skinapp.models.imaging import WORK_MAX_SIDE, DecodedImage, decode_image, shrink
 from skinapp.models.options import Options, parse_options
 from skinapp.models.progress import OnProgress, ShouldStop, Steps
@@ -84,15 +84,17 @@ def run_binary(data: bytes, opts: Options, steps: Steps) -> dict[str, Any]:
     decoded, quality = load(data, steps)
     steps.step("Running lesion detection")
     model = get_classifier("binary")
+    scored = model.score([decoded.image])
     block = results.binary_block(
-        results.class_block(model.class_ids, model.classes, model.predict([decoded.image])[0]),
+        results.class_block(model.class_ids, model.classes, scored.probabilities[0]),
         model.checkpoint.info(),
     )
     result = results.base_result(
         "binary-classify", decoded, quality, [model.checkpoint.info()], opts
     )
     result.update({k: v for k, v in block.items() if k != "model"})
-    return result
+    verdict = domain.judge(scored.scores[0], model.thresholds)
+    return domain.withhold(result, domain.assessment({"binary": verdict}))
 
 
 def run_full(data: bytes, opts: Options, steps: Steps) -> dict[str, Any]:
@@ -101,17 +103,36 @@ def run_full(data: bytes, opts: Options, steps: Steps) -> dict[str, Any]:
     decoded, quality = load(data, steps)
     steps.step("Running lesion detection")
     binary = get_classifier("binary")
-    p_binary = binary.predict([decoded.image])[0]
+    s_binary = binary.score([decoded.image])
     steps.step("Running lesion classification")
     lesion = get_classifier("lesion")
-    p_lesion = lesion.predict([decoded.image])[0]
-    return assemble_full(decoded, quality, opts, (binary, p_binary), (lesion, p_lesion))
+    s_lesion = lesion.score([decoded.image])
+    return assemble_full(
+        decoded,
+        quality,
+        opts,
+        (binary, s_binary.probabilities[0], s_binary.scores[0]),
+        (lesion, s_lesion.probabilities[0], s_lesion.scores[0]),
+    )
 
 
 def assemble_full(
     decoded: DecodedImage, quality: dict[str, Any], opts: Options, binary: Any, lesion: Any
 ) -> dict[str, Any]:
-    """The full-classify result from both classifiers' probabilities (shared with the batch)."""
+    """The full-classify result from both classifiers' outputs (shared with the batch):
+    each is (model, probabilities, domain scores)."""
+    (b_model, p_binary, d_binary), (l_model, p_lesion, d_lesion) = binary, lesion
+    result = _full_result(decoded, quality, opts, (b_model, p_binary), (l_model, p_lesion))
+    verdicts = {"binary": domain.judge(d_binary, b_model.thresholds)}
+    # The lesion model learned lesions only: its gate matters where a lesion is reported.
+    if verdicts["binary"].in_domain is False or result["binary"]["is_lesion"]:
+        verdicts["lesion"] = domain.judge(d_lesion, l_model.thresholds)
+    return domain.withhold(result, domain.assessment(verdicts))
+
+
+def _full_result(
+    decoded: DecodedImage, quality: dict[str, Any], opts: Options, binary: Any, lesion: Any
+) -> dict[str, Any]:
     (b_model, p_binary), (l_model, p_lesion) = binary, lesion
     b_info, l_info = b_model.checkpoint.info(), l_model.checkpoint.info()
     b_block = results.binary_block(
@@ -156,12 +177,14 @@ def run_burn(data: bytes, opts: Options, steps: Steps) -> dict[str, Any]:
     decoded, quality = load(data, steps)
     steps.step("Running burn-depth classification")
     model = get_classifier("burn")
+    scored = model.score([decoded.image])
     block = results.burn_block(
-        results.class_block(model.class_ids, model.classes, model.predict([decoded.image])[0])
+        results.class_block(model.class_ids, model.classes, scored.probabilities[0])
     )
     result = results.base_result("burn-classify", decoded, quality, [model.checkpoint.info()], opts)
     result.update(block)
-    return result
+    verdict = domain.judge(scored.scores[0], model.thresholds)
+    return domain.withhold(result, domain.assessment({"burn": verdict}))
 
 
 # --- classical analyses -------------------------------------------------------------------
@@ -169,13 +192,18 @@ def run_dermoscopy(data: bytes, opts: Options, steps: Steps) -> dict[str, Any]:
     decoded, quality = load(data, steps)
     steps.step("Segmenting the lesion")
     rgb = decoded.to_array()
+    gate = domain.classical_assessment(rgb)
+    if not gate["in_domain"]:
+        result = results.base_result(
+            "dermoscopy", decoded, quality, [dermoscopy.method_info()], opts
+        )
+        steps.step("Not assessed")
+        return domain.withhold(_classical(result, dermoscopy.REFERENCE), gate)
     mask, dist = dermoscopy.segment_lesion(rgb)
     steps.step("Scoring asymmetry, border, colours and structures")
     scores = dermoscopy.score_lesion(rgb, mask, dist)
     diameter_px = dermoscopy.feret_diameter(mask) / decoded.scale
-    result = results.base_result(
-        "dermoscopy", decoded, quality, [dict(dermoscopy.METHOD_INFO)], opts
-    )
+    result = results.base_result("dermoscopy", decoded, quality, [dermoscopy.method_info()], opts)
     band = str(scores["tds_band"])
     result.update(scores)
     result.update(
@@ -192,7 +220,7 @@ def run_dermoscopy(data: bytes, opts: Options, steps: Steps) -> dict[str, Any]:
             "points": dermoscopy.contour_points(mask, decoded.scale),
         },
     )
-    return result
+    return domain.withhold(_classical(result, dermoscopy.REFERENCE), gate)
 
 
 def run_histopathology(data: bytes, opts: Options, steps: Steps) -> dict[str, Any]:
@@ -206,12 +234,19 @@ def run_histopathology(data: bytes, opts: Options, steps: Steps) -> dict[str, An
 
     measured = histopathology.measure_slide(decoded.image, opts.microns_per_pixel, on_tile)
     result = results.base_result(
-        "histopathology", decoded, quality, [dict(histopathology.METHOD_INFO)], opts
+        "histopathology", decoded, quality, [histopathology.method_info()], opts
     )
     result.update(measured)
     result["recommendation"] = (
         "Quantitative nuclear morphometry for review by a pathologist; not a diagnosis."
     )
+    return _classical(result, histopathology.REFERENCE)
+
+
+def _classical(result: dict[str, Any], reference: str) -> dict[str, Any]:
+    """A rule-based method says so: the `method` block and its warning, first."""
+    result["method"] = results.classical_method(reference)
+    result["warnings"] = [results.CLASSICAL_WARNING, *result["warnings"]]
     return result
 
 

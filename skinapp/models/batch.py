@@ -21,7 +21,7 @@ from skinapp.config import get_settings
 from skinapp.errors import InvalidImage
 from skinapp.models import risk
 from skinapp.models.analyses import assemble_full
-from skinapp.models.classifier import LoadedClassifier, get_classifier
+from skinapp.models.classifier import LoadedClassifier, Scored, get_classifier
 from skinapp.models.imaging import DecodedImage, decode_image, sha256_hex
 from skinapp.models.options import Options
 from skinapp.models.progress import OnProgress, ShouldStop, Steps
@@ -97,8 +97,8 @@ def _run_chunk(
     started = time.perf_counter()
     prepared, errors = _collect(chunk, futures)
     ok = sorted(prepared)
-    p_binary = _forward(binary, [prepared[i] for i in ok])
-    p_lesion = _forward(lesion, [prepared[i] for i in ok])
+    s_binary = _forward(binary, [prepared[i] for i in ok])
+    s_lesion = _forward(lesion, [prepared[i] for i in ok])
     share = round((time.perf_counter() - started) / len(chunk), 4)  # this chunk's time per image
     out = []
     for i in chunk:
@@ -108,7 +108,11 @@ def _run_chunk(
             continue
         row, p = ok.index(i), prepared[i]
         result = assemble_full(
-            p.decoded, p.quality, opts, (binary, p_binary[row]), (lesion, p_lesion[row])
+            p.decoded,
+            p.quality,
+            opts,
+            (binary, s_binary.probabilities[row], s_binary.scores[row]),
+            (lesion, s_lesion.probabilities[row], s_lesion.scores[row]),
         )
         result["processing_time"] = share
         out.append(
@@ -135,11 +139,11 @@ def _failure(index: int, data: bytes, error: str) -> dict[str, Any]:
     return {"index": index, "image_sha256": sha256_hex(data), "status": "FAILURE", "error": error}
 
 
-def _forward(model: LoadedClassifier, prepared: list[Prepared]) -> np.ndarray:
+def _forward(model: LoadedClassifier, prepared: list[Prepared]) -> Scored:
     if not prepared:
-        return np.zeros((0, len(model.class_ids)))
+        return Scored(np.zeros((0, len(model.class_ids))))
     batch = np.stack([p.inputs[model.input_size] for p in prepared])
-    return model.predict_batch(torch.from_numpy(batch).permute(0, 3, 1, 2))
+    return model.score_batch(torch.from_numpy(batch).permute(0, 3, 1, 2))
 
 
 def summarise(
@@ -151,6 +155,9 @@ def summarise(
     by_level = {
         level: sum(1 for v in levels.values() if v == level) for level in ("high", "medium", "low")
     }
+    not_assessed = sorted(
+        item["index"] for item in done if not item["result"]["assessment"]["in_domain"]
+    )
     flagged = sorted(
         (i for i, v in levels.items() if v in {"high", "medium"}),
         key=lambda i: (-risk.RISK_ORDER[levels[i]], i),
@@ -162,6 +169,11 @@ def summarise(
         warnings.append(f"{failed} image{'s' if failed > 1 else ''} could not be analysed.")
     if stopped:
         warnings.append(f"Stopped after {len(items)} of {len(images)} images.")
+    if not_assessed:
+        warnings.append(
+            f"{len(not_assessed)} image{'s were' if len(not_assessed) > 1 else ' was'} not "
+            "assessed: unlike the images the models were trained on."
+        )
     return {
         "analysis": "batch-skin-check",
         "total": len(images),
@@ -174,7 +186,7 @@ def summarise(
         "models": models,
         "warnings": warnings,
         "risk_level": risk.highest_risk(list(levels.values())),
-        "summary": {"by_risk_level": by_level, "flagged": flagged},
+        "summary": {"by_risk_level": by_level, "flagged": flagged, "not_assessed": not_assessed},
         "image_sha256": [sha256_hex(data) for data in images],
         "items": items,
     }

@@ -1,5 +1,12 @@
 """Checkpoints on disk: a folder with `weights.safetensors` and `card.json` (the model card).
 
+One digest, `checkpoint_sha256`, covers the card and the weights together: the sha256 of
+the card's canonical JSON (sorted keys, without the digest itself), which includes the
+weights' own sha256. Editing any field of the card, such as `intended_use`, or the weights
+makes the checkpoint refuse to load; results name the checkpoint by this digest. A card
+may only claim `clinical` with metrics on a named external test set, and weights trained
+on the synthetic generator are `demo` whatever the card says.
+
 This module is torch-free: finding, ranking and verifying checkpoints is file work, so the
 CLI can list them without loading a model. A checkpoint is written into a staging folder
 and renamed into place, so a crash never leaves half a checkpoint where the stack looks.
@@ -25,7 +32,8 @@ logger = logging.getLogger(__name__)
 
 CARD_FILE = "card.json"
 WEIGHTS_FILE = "weights.safetensors"
-CARD_FORMAT = 1
+CARD_FORMAT = 2
+DIGEST_KEY = "checkpoint_sha256"
 INTENDED_USES = ("demo", "research", "clinical")
 _REQUIRED_KEYS = (
     "name",
@@ -59,16 +67,29 @@ class Checkpoint:
         use = INTENDED_USES.index(self.card["intended_use"])
         return (use, str(self.card.get("created", "")), str(self.card.get("version", "")))
 
-    def info(self) -> dict[str, str]:
-        """The `model` block of a result."""
+    def info(self) -> dict[str, Any]:
+        """The `model` block of a result: `sha256` is the digest of card and weights. It
+        carries what a front end shows of the card (metrics, training data), so a dashboard
+        attached to workers on another machine shows them without the models folder."""
         card = self.card
+        metrics = _as_dict(card.get("metrics"))
+        data = _as_dict(card.get("training_data"))
+        external = card.get("external_validation")
         return {
             "name": str(card["name"]),
             "version": str(card["version"]),
-            "sha256": str(card["weights_sha256"]),
+            "sha256": str(card.get(DIGEST_KEY, "")),
+            "weights_sha256": str(card["weights_sha256"]),
             "intended_use": str(card["intended_use"]),
             "task": str(card["task"]),
+            "metrics": {k: metrics[k] for k in ("accuracy", "validation_images") if k in metrics},
+            "training_data": {k: data[k] for k in ("source", "description") if k in data},
+            "external_validation": external if isinstance(external, dict) else None,
         }
+
+
+def _as_dict(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def file_sha256(path: Path) -> str:
@@ -77,6 +98,13 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def card_digest(card: dict[str, Any]) -> str:
+    """sha256 of the card's canonical JSON without the digest key (it holds weights_sha256)."""
+    body = {k: v for k, v in card.items() if k != DIGEST_KEY}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 
 def read_checkpoint(path: Path) -> Checkpoint:
@@ -107,9 +135,43 @@ def _check_card(path: Path, card: object) -> None:
         raise CheckpointInvalid(f"The model card in {path} lists fewer than two classes.")
 
 
+def _check_claims(path: Path, card: dict[str, Any]) -> None:
+    """What a card may claim: `clinical` needs external evidence; synthetic data is demo."""
+    source = (
+        card.get("training_data", {}).get("source")
+        if isinstance(card.get("training_data"), dict)
+        else None
+    )
+    if source == "synthetic" and card["intended_use"] != "demo":
+        raise CheckpointInvalid(
+            f"The model card in {path} claims intended_use {card['intended_use']!r} for weights "
+            "trained on synthetic images; such weights are 'demo' whatever their training."
+        )
+    if card["intended_use"] == "clinical" and not _has_external_validation(card):
+        raise CheckpointInvalid(
+            f"The model card in {path} claims intended_use 'clinical' without validation "
+            "metrics on a named external test set (external_validation: {test_set, metrics})."
+        )
+
+
+def _has_external_validation(card: dict[str, Any]) -> bool:
+    ext = card.get("external_validation")
+    return (
+        isinstance(ext, dict)
+        and isinstance(ext.get("test_set"), str)
+        and bool(ext["test_set"].strip())
+        and isinstance(ext.get("metrics"), dict)
+        and bool(ext["metrics"])
+    )
+
+
 def verify_checkpoint(path: Path) -> Checkpoint:
-    """Card valid, weights present and their sha256 equal to the card's; else CheckpointInvalid."""
+    """Card valid and unedited, weights present and equal to the card's sha256; else
+    CheckpointInvalid."""
     ckpt = read_checkpoint(path)
+    _check_digest(ckpt)
+    # After the digest: a card that was edited is reported as edited, not as a bad claim.
+    _check_claims(path, ckpt.card)
     weights = ckpt.weights_path
     if not weights.is_file():
         raise CheckpointInvalid(f"The weights file {weights} is missing.")
@@ -121,6 +183,23 @@ def verify_checkpoint(path: Path) -> Checkpoint:
             "the file was changed or damaged. Re-import or retrain this checkpoint."
         )
     return ckpt
+
+
+def _check_digest(ckpt: Checkpoint) -> None:
+    recorded = ckpt.card.get(DIGEST_KEY)
+    if not recorded:
+        raise CheckpointInvalid(
+            f"The model card of {ckpt.card['name']} ({ckpt.path / CARD_FILE}) has no "
+            f"{DIGEST_KEY}: nothing shows that the card is the one written with the weights. "
+            "Retrain or re-export this checkpoint."
+        )
+    actual = card_digest(ckpt.card)
+    if actual != recorded:
+        raise CheckpointInvalid(
+            f"The model card of {ckpt.card['name']} ({ckpt.path / CARD_FILE}) was edited after "
+            f"it was written (digest {actual[:12]}... != {str(recorded)[:12]}...): a card that "
+            "says what its checkpoint is not is refused. Restore the card, or retrain."
+        )
 
 
 def list_checkpoints(models_dir: Path) -> list[Checkpoint]:
@@ -157,7 +236,10 @@ def write_checkpoint(
         write_weights(staging / WEIGHTS_FILE)
         card = {**card, "format": CARD_FORMAT, "weights_file": WEIGHTS_FILE}
         card["weights_sha256"] = file_sha256(staging / WEIGHTS_FILE)
+        card.pop(DIGEST_KEY, None)
+        card[DIGEST_KEY] = card_digest(card)
         _check_card(staging, card)
+        _check_claims(staging, card)
         (staging / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
         return Checkpoint(_move_into_place(staging, models_dir / folder_name), card)
     finally:

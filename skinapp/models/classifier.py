@@ -7,15 +7,19 @@ with float16 autocast on CUDA (MobileNet/EfficientNet keep their accuracy in it)
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import threading
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torchvision
 from PIL import Image
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -23,6 +27,7 @@ from skinapp.config import get_settings
 from skinapp.errors import CheckpointInvalid, InvalidRequest
 from skinapp.models.checkpoints import Checkpoint, best_checkpoint, verify_checkpoint
 from skinapp.models.device import resolve_device
+from skinapp.models.domain import Scores, Thresholds, image_descriptor, skin_fractions
 
 logger = logging.getLogger(__name__)
 
@@ -41,9 +46,111 @@ def build_model(arch: str, num_classes: int) -> nn.Module:
         raise InvalidRequest(f"Unknown torchvision architecture {arch!r}.") from exc
 
 
-def save_weights(model: nn.Module, path: Path) -> None:
+#: Tensors in the weights file that are not module weights: the penultimate-feature
+#: statistics of the input-domain gate, kept in the same file so one sha256 covers both.
+DOMAIN_PREFIX = "domain."
+
+
+def descriptor_distance(descriptor: np.ndarray, means: np.ndarray, precision: np.ndarray) -> float:
+    """Squared Mahalanobis distance of one descriptor to the nearest of the class means."""
+    diff = descriptor[None, :] - means
+    return float(np.einsum("cd,de,ce->c", diff, precision, diff).min())
+
+
+_DOMAIN_TENSORS = ("class_means", "precision", "image_mean", "image_precision")
+
+
+@dataclass(frozen=True)
+class DomainStats:
+    """Class means (C, D) and the shared precision (D, D) of the penultimate features over
+    the training set; the same for the image descriptor (C, 14) and (14, 14); thresholds."""
+
+    class_means: torch.Tensor
+    precision: torch.Tensor
+    image_mean: np.ndarray
+    image_precision: np.ndarray
+    thresholds: Thresholds
+
+    def to(self, device: torch.device) -> DomainStats:
+        return DomainStats(
+            self.class_means.to(device),
+            self.precision.to(device),
+            self.image_mean,
+            self.image_precision,
+            self.thresholds,
+        )
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {
+            DOMAIN_PREFIX + "class_means": self.class_means.float().cpu().contiguous(),
+            DOMAIN_PREFIX + "precision": self.precision.float().cpu().contiguous(),
+            DOMAIN_PREFIX + "image_mean": torch.from_numpy(self.image_mean).double(),
+            DOMAIN_PREFIX + "image_precision": torch.from_numpy(self.image_precision).double(),
+        }
+
+    def image_distance(self, rgb: np.ndarray) -> float:
+        """Squared distance of the image descriptor to the nearest class's mean."""
+        return descriptor_distance(image_descriptor(rgb), self.image_mean, self.image_precision)
+
+    def mahalanobis(self, features: torch.Tensor) -> torch.Tensor:
+        """Squared distance to the nearest class mean (Lee et al. 2018), one per row."""
+        diff = features.float()[:, None, :] - self.class_means[None, :, :]
+        return ((diff @ self.precision) * diff).sum(-1).min(dim=1).values
+
+
+def save_weights(model: nn.Module, path: Path, domain: DomainStats | None = None) -> None:
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(path))
+    metadata = None
+    if domain is not None:
+        state.update(domain.tensors())
+        metadata = {"domain_thresholds": json.dumps(domain.thresholds.to_dict())}
+    save_file(state, str(path), metadata=metadata)
+
+
+def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], DomainStats | None]:
+    """The module's state dict and the domain statistics stored beside it (or None)."""
+    state = load_file(str(path))
+    with safe_open(str(path), framework="pt") as fh:
+        meta = fh.metadata() or {}
+    weights = {k: v for k, v in state.items() if not k.startswith(DOMAIN_PREFIX)}
+    if "domain_thresholds" not in meta or any(
+        DOMAIN_PREFIX + name not in state for name in _DOMAIN_TENSORS
+    ):
+        return weights, None
+    means, precision, image_mean, image_precision = (
+        state[DOMAIN_PREFIX + name] for name in _DOMAIN_TENSORS
+    )
+    thresholds = Thresholds.from_dict(json.loads(meta["domain_thresholds"]))
+    return weights, DomainStats(
+        means, precision, image_mean.numpy(), image_precision.numpy(), thresholds
+    )
+
+
+def penultimate_layer(module: nn.Module) -> nn.Linear:
+    """The last Linear layer: its input is the penultimate feature vector."""
+    linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise InvalidRequest("The architecture has no Linear layer to read features from.")
+    return linears[-1]
+
+
+@contextlib.contextmanager
+def capture_features(layer: nn.Module) -> Iterator[list[torch.Tensor]]:
+    """Record the input of `layer` during forward passes inside the block."""
+    box: list[torch.Tensor] = []
+    handle = layer.register_forward_pre_hook(lambda _m, args: box.append(args[0].detach()))
+    try:
+        yield box
+    finally:
+        handle.remove()
+
+
+@dataclass
+class Scored:
+    """Softmax probabilities (N, C) and each row's input-domain scores."""
+
+    probabilities: np.ndarray
+    scores: list[Scores] = field(default_factory=list)
 
 
 @dataclass
@@ -53,6 +160,11 @@ class LoadedClassifier:
     device: torch.device
     mean: torch.Tensor
     std: torch.Tensor
+    domain: DomainStats | None = None
+
+    @property
+    def thresholds(self) -> Thresholds | None:
+        return self.domain.thresholds if self.domain is not None else None
 
     @property
     def class_ids(self) -> list[str]:
@@ -82,7 +194,15 @@ class LoadedClassifier:
         return self.predict_batch(self.to_batch(images))
 
     def predict_batch(self, batch: torch.Tensor) -> np.ndarray:
-        with torch.inference_mode():
+        return self.score_batch(batch).probabilities
+
+    def score(self, images: list[Image.Image]) -> Scored:
+        """Probabilities and input-domain scores of decoded images."""
+        return self.score_batch(self.to_batch(images))
+
+    def score_batch(self, batch: torch.Tensor) -> Scored:
+        """(N, 3, S, S) uint8 at the input size -> probabilities and domain scores."""
+        with torch.inference_mode(), capture_features(penultimate_layer(self.module)) as box:
             x = batch.to(self.device, non_blocking=True).float().div_(255)
             x = (x - self.mean) / self.std
             if self.device.type == "cuda":
@@ -90,7 +210,23 @@ class LoadedClassifier:
                     logits = self.module(x)
             else:
                 logits = self.module(x)
-            return torch.softmax(logits.float(), dim=1).cpu().numpy().astype(np.float64)
+            probs = torch.softmax(logits.float(), dim=1).cpu().numpy().astype(np.float64)
+            distance = (
+                self.domain.mahalanobis(box[-1]).cpu().numpy()
+                if self.domain is not None
+                else np.full(len(probs), np.inf)
+            )
+        rgb = batch.permute(0, 2, 3, 1).cpu().numpy()
+        scores = [
+            Scores(
+                skin_fractions(img)[0],
+                float(d),
+                float(p.max()),
+                self.domain.image_distance(img) if self.domain is not None else float("inf"),
+            )
+            for img, d, p in zip(rgb, distance, probs, strict=True)
+        ]
+        return Scored(probs, scores)
 
 
 def load_classifier(ckpt: Checkpoint, device: torch.device) -> LoadedClassifier:
@@ -99,7 +235,8 @@ def load_classifier(ckpt: Checkpoint, device: torch.device) -> LoadedClassifier:
     card = ckpt.card
     try:
         module = build_model(str(card["architecture"]), len(card["classes"]))
-        module.load_state_dict(load_file(str(ckpt.weights_path)), strict=True)
+        weights, domain = read_weights(ckpt.weights_path)
+        module.load_state_dict(weights, strict=True)
     except (InvalidRequest, RuntimeError, OSError, ValueError) as exc:
         raise CheckpointInvalid(
             f"The weights of {card['name']} do not fit its card: {exc}"
@@ -111,7 +248,11 @@ def load_classifier(ckpt: Checkpoint, device: torch.device) -> LoadedClassifier:
     logger.info(
         "loaded %s %s (%s) on %s", card["name"], card["version"], card["architecture"], device
     )
-    return LoadedClassifier(ckpt, module, device, mean, std)
+    if domain is None:
+        logger.warning(
+            "%s carries no input-domain statistics: nothing it sees is assessed", card["name"]
+        )
+    return LoadedClassifier(ckpt, module, device, mean, std, domain.to(device) if domain else None)
 
 
 def get_classifier(task: str, models_dir: Path | None = None) -> LoadedClassifier:
@@ -128,7 +269,7 @@ def get_classifier(task: str, models_dir: Path | None = None) -> LoadedClassifie
 
 
 def _same(a: Checkpoint, b: Checkpoint) -> bool:
-    return a.path == b.path and a.card["weights_sha256"] == b.card["weights_sha256"]
+    return a.path == b.path and a.card.get("checkpoint_sha256") == b.card.get("checkpoint_sha256")
 
 
 def clear_cache() -> None:

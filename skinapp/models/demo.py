@@ -21,20 +21,25 @@ import torch
 
 from skinapp.config import MODEL_TASKS
 from skinapp.errors import CheckpointInvalid
-from skinapp.models import synthetic, training
+from skinapp.models import domain_fit, synthetic, training
 from skinapp.models.checkpoints import (
     Checkpoint,
     list_checkpoints,
     verify_checkpoint,
     write_checkpoint,
 )
-from skinapp.models.classifier import IMAGENET_MEAN, IMAGENET_STD, save_weights
+from skinapp.models.classifier import IMAGENET_MEAN, IMAGENET_STD, DomainStats, save_weights
 from skinapp.models.defaults import DEMO_ARCH, DEMO_INPUT_SIZE
+from skinapp.models.domain import DOMAIN_VERSION
 from skinapp.models.risk import TASK_CLASSES
 
 logger = logging.getLogger(__name__)
 
 MIN_DEMO_ACCURACY = 0.9
+#: Seed offsets of the synthetic sets: validation (metrics and gate calibration), extra
+#: gate calibration, and the held-out set the gate's figures are reported on (never used
+#: in training or calibration; tests/models/test_domain.py).
+VAL_SEED, CALIBRATION_SEED, HELD_OUT_SEED = 1000, 3000, 2000
 
 
 @dataclass(frozen=True)
@@ -81,10 +86,7 @@ def _usable_checkpoint(models_dir: Path, task: str) -> Checkpoint | None:
     for ckpt in list_checkpoints(models_dir):
         if ckpt.task != task:
             continue
-        if (
-            ckpt.card["intended_use"] == "demo"
-            and ckpt.card.get("generator_version") != synthetic.GENERATOR_VERSION
-        ):
+        if ckpt.card["intended_use"] == "demo" and not _current_demo(ckpt.card):
             continue
         try:
             return verify_checkpoint(ckpt.path)
@@ -93,13 +95,23 @@ def _usable_checkpoint(models_dir: Path, task: str) -> Checkpoint | None:
     return None
 
 
+def _current_demo(card: dict[str, object]) -> bool:
+    """A demo card from this generator whose gate statistics have the current layout."""
+    gate = card.get("domain")
+    return (
+        card.get("generator_version") == synthetic.GENERATOR_VERSION
+        and isinstance(gate, dict)
+        and gate.get("version") == DOMAIN_VERSION
+    )
+
+
 def train_demo(models_dir: Path, task: str, say: Callable[[str], None]) -> Checkpoint:
     """Generate synthetic data, train, measure held-out accuracy, write the checkpoint."""
     plan = PLANS[task]
     class_ids = [cid for cid, _ in TASK_CLASSES[task]]
     start = time.perf_counter()
     x_train, y_train = _tensors(task, class_ids, plan.per_class, plan.seed)
-    x_val, y_val = _tensors(task, class_ids, plan.val_per_class, plan.seed + 1000)
+    x_val, y_val = _tensors(task, class_ids, plan.val_per_class, plan.seed + VAL_SEED)
     config = training.TrainConfig(DEMO_ARCH, DEMO_INPUT_SIZE, plan.epochs, lr=1e-2, seed=plan.seed)
     batch = 32
     steps = -(-len(y_train) // batch)
@@ -114,13 +126,39 @@ def train_demo(models_dir: Path, task: str, say: Callable[[str], None]) -> Check
         model, training.tensor_batches(x_val, y_val, 256, 0, False)(0)
     )
     measured = training.metrics(truth, preds, class_ids)
+    gate = _fit_gate(task, class_ids, model, (x_train, y_train), (x_val, y_val))
     seconds = time.perf_counter() - start
     say(f"{task}: held-out synthetic accuracy {measured['accuracy']:.3f} in {seconds:.1f} s")
     if float(measured["accuracy"]) < MIN_DEMO_ACCURACY:  # type: ignore[arg-type]
         logger.warning("demo %s model reached only %.3f", task, measured["accuracy"])
     card = _card(task, config, measured, len(y_train), seconds)
+    card["domain"] = domain_fit.gate_card(
+        gate, "synthetic validation images (two fixed seeds, not trained on)"
+    )
     return write_checkpoint(
-        models_dir, f"demo-{task}", lambda path: save_weights(model, path), card
+        models_dir, f"demo-{task}", lambda path: save_weights(model, path, gate), card
+    )
+
+
+def _fit_gate(
+    task: str,
+    class_ids: list[str],
+    model: torch.nn.Module,
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor],
+) -> DomainStats:
+    """Gate statistics from the training set, thresholds from validation + extra images."""
+    plan = PLANS[task]
+    x_cal, y_cal = _tensors(task, class_ids, plan.val_per_class, plan.seed + CALIBRATION_SEED)
+    # the second set as it arrives through the API: enlarged, JPEG-compressed, squashed back
+    submitted = domain_fit.as_submitted(x_cal.permute(0, 2, 3, 1).numpy(), plan.seed)
+    x_cal = torch.from_numpy(submitted).permute(0, 3, 1, 2).contiguous()
+    x_cal, y_cal = torch.cat([val[0], x_cal]), torch.cat([val[1], y_cal])
+    return domain_fit.fit_domain(
+        model,
+        len(class_ids),
+        training.tensor_batches(*train, 256, 0, False)(0),
+        training.tensor_batches(x_cal, y_cal, 256, 0, False)(0),
     )
 
 

@@ -11,6 +11,7 @@ D (1-5) are scored as described per function, and TDS = 1.3A + 0.1B + 0.5C + 0.5
 from __future__ import annotations
 
 import logging
+import sys
 
 import numpy as np
 from scipy import ndimage
@@ -21,19 +22,31 @@ from skinapp.models.results import method_card
 
 logger = logging.getLogger(__name__)
 
-METHOD = (
-    "skinapp dermoscopy v1: Otsu segmentation of the CIELAB distance to the frame's skin colour; "
-    "ABCD rule (A: principal-axis mirror asymmetry > 0.10; B: octants whose edge transition is "
-    "<= max(3 px, 10% of the equivalent radius); C: six dermoscopic colours covering >= 5%; "
-    "D: structureless areas, dots, globules, network, streaks); TDS = 1.3A + 0.1B + 0.5C + 0.5D."
+REFERENCE = (
+    "ABCD rule of dermatoscopy and total dermoscopy score: Stolz W et al. 1994, Eur J "
+    "Dermatol 4:521-527; Nachbar F et al. 1994, J Am Acad Dermatol 30:551-559. Detectors "
+    "and cut-offs marked 'tuned on synthetic images' in docs/models.md are skinapp's own."
 )
-METHOD_INFO = method_card("skinapp-dermoscopy-abcd-tds", "dermoscopy", METHOD)
 
+# Where each threshold comes from: Stolz (the weights, the bands, the six colours, the
+# 5 % colour share... as published) or "tuned on synthetic images" (skinapp's own choices).
+ASYMMETRY_THRESHOLD = (
+    0.10  # share of the lesion outside its mirror image; tuned on synthetic images
+)
 ASYMMETRY_THRESHOLD = 0.10
-MIN_LESION_FRACTION = 0.002
-MIN_LESION_CONTRAST = 5.0  # CIELAB delta-E between lesion and skin
-COLOUR_FRACTION = 0.05
-#: The six dermoscopic colours (sRGB references), scored by nearest CIELAB neighbour.
+MIN_LESION_FRACTION = 0.002  # tuned on synthetic images
+MIN_LESION_CONTRAST = 5.0  # CIELAB delta-E between lesion and skin; tuned on synthetic images
+COLOUR_FRACTION = 0.05  # a colour counts above this share of the lesion; tuned on synthetic images
+#: A pixel takes a reference colour only within this CIELAB delta-E (CIE76): a pixel far
+#: from all six is none of them, not the least far one. Tuned on synthetic images (the
+#: generator's jittered colours lie within 25 of their reference).
+COLOUR_MAX_DELTA_E = 30.0
+#: "White" only where lighter than the surrounding skin by this much L* (Stolz counts
+#: white areas lighter than the skin; pale skin itself is not white). Tuned on synthetic images.
+WHITE_ABOVE_SKIN_L = 5.0
+#: Stolz's bands of the total dermoscopy score.
+TDS_BENIGN_BELOW, TDS_SUSPICIOUS_UP_TO = 4.75, 5.45
+#: The six dermoscopic colours of Stolz's C criterion (sRGB references chosen here).
 DERMOSCOPIC_COLOURS: dict[str, tuple[int, int, int]] = {
     "white": (242, 240, 236),
     "red": (192, 52, 56),
@@ -160,12 +173,19 @@ def border(mask: np.ndarray, dist: np.ndarray) -> tuple[int, list[bool]]:
 
 
 def colours(rgb: np.ndarray, mask: np.ndarray) -> list[str]:
-    """C: dermoscopic colours (nearest reference in CIELAB) covering >= 5% of the lesion core."""
+    """C: dermoscopic colours covering >= 5% of the lesion core. A pixel takes the nearest
+    reference in CIELAB only within COLOUR_MAX_DELTA_E; white only where lighter than the
+    skin around the lesion (the frame's median L*)."""
     core = ndimage.binary_erosion(mask, iterations=2)
     core = core if core.sum() > 50 else mask
     lab = color.rgb2lab(rgb[core][None, :, :])[0]
-    nearest = np.argmin(np.linalg.norm(lab[:, None, :] - _COLOUR_LAB[None, :, :], axis=2), axis=1)
-    share = np.bincount(nearest, minlength=len(DERMOSCOPIC_COLOURS)) / len(nearest)
+    skin_l = float(_frame_median(color.rgb2lab(rgb))[0])
+    distance = np.linalg.norm(lab[:, None, :] - _COLOUR_LAB[None, :, :], axis=2)
+    white = list(DERMOSCOPIC_COLOURS).index("white")
+    distance[lab[:, 0] <= skin_l + WHITE_ABOVE_SKIN_L, white] = np.inf
+    nearest = np.argmin(distance, axis=1)
+    close = distance[np.arange(len(nearest)), nearest] <= COLOUR_MAX_DELTA_E
+    share = np.bincount(nearest[close], minlength=len(DERMOSCOPIC_COLOURS)) / len(nearest)
     return [
         name for name, s in zip(DERMOSCOPIC_COLOURS, share, strict=True) if s >= COLOUR_FRACTION
     ]
@@ -245,9 +265,9 @@ def _count_streaks(lines: np.ndarray, mask: np.ndarray) -> int:
 
 def tds_band(tds: float) -> str:
     """Stolz's bands: < 4.75 benign, 4.75-5.45 suspicious, > 5.45 highly suspicious."""
-    if tds < 4.75:
+    if tds < TDS_BENIGN_BELOW:
         return "benign"
-    return "suspicious" if tds <= 5.45 else "highly_suspicious"
+    return "suspicious" if tds <= TDS_SUSPICIOUS_UP_TO else "highly_suspicious"
 
 
 def contour_points(mask: np.ndarray, scale: float, limit: int = 500) -> list[list[float]]:
@@ -284,7 +304,24 @@ def score_lesion(rgb: np.ndarray, mask: np.ndarray, dist: np.ndarray) -> dict[st
         },
         "tds": tds,
         "tds_band": tds_band(tds),
+        "tds_band_name": f"Stolz's TDS band: {STOLZ_BAND_NAMES[tds_band(tds)]}",
     }
+
+
+STOLZ_BAND_NAMES = {
+    "benign": "benign (TDS < 4.75)",
+    "suspicious": "suspicious (TDS 4.75-5.45)",
+    "highly_suspicious": "highly suspicious (TDS > 5.45)",
+}
+
+
+def method_info() -> dict[str, str]:
+    """The `model` block: its sha256 covers this module, the gate and the risk table."""
+    from skinapp.models import domain, risk
+
+    return method_card(
+        "skinapp-dermoscopy-abcd-tds", "dermoscopy", [sys.modules[__name__], domain, risk]
+    )
 
 
 def feret_diameter(mask: np.ndarray) -> float:

@@ -10,6 +10,7 @@ A nucleus belongs to the tile whose core holds its centroid, so none counts twic
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,12 +23,17 @@ from skinapp.models.results import method_card
 
 logger = logging.getLogger(__name__)
 
-METHOD = (
-    "skinapp histopathology v1: rgb2hed colour deconvolution (Ruifrok & Johnston 2001); tissue = "
-    "luminance < 0.85 or saturation > 0.08; nuclei = haematoxylin > global Otsu within tissue, "
-    "split by distance-transform watershed; 1024 px tiles with margins."
+REFERENCE = (
+    "Colour deconvolution: Ruifrok AC & Johnston DA 2001, Anal Quant Cytol Histol 23:291-299; "
+    "nuclei by Otsu threshold and distance-transform watershed; cut-offs tuned on synthetic "
+    "slides (docs/models.md)."
 )
-METHOD_INFO = method_card("skinapp-histopathology-nuclei", "histopathology", METHOD)
+
+
+def method_info() -> dict[str, str]:
+    """The `model` block: its sha256 covers the code and constants of this module."""
+    return method_card("skinapp-histopathology-nuclei", "histopathology", [sys.modules[__name__]])
+
 
 TILE = 1024
 DEFAULT_NUCLEUS_RADIUS_PX = 6.0

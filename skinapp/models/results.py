@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import marshal
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -42,7 +45,17 @@ def base_result(
         "recommendation": "",
         "processing_time": 0.0,
         "context": dict(opts.context or {}),
+        "demographics": demographics(opts),
     }
+
+
+DEMOGRAPHICS_NOTE = "recorded; not used by any model"
+
+
+def demographics(opts: Options) -> dict[str, Any]:
+    """Age and sex as given, and the plain fact that no analysis here adjusts for them
+    (no checkpoint card documents an adjustment; body-site priors are `multimodal`)."""
+    return {"age": opts.age, "sex": opts.sex, "used": False, "note": DEMOGRAPHICS_NOTE}
 
 
 def class_block(
@@ -122,13 +135,42 @@ def apply_multimodal(
     }
 
 
-def method_card(name: str, task: str, method: str, version: str = "1") -> dict[str, str]:
-    """The `model` block of a classical method: the sha256 of its description stands in for
-    the weights a classifier would have, so a changed method shows as a changed model."""
+CLASSICAL_WARNING = "Rule-based score, not validated on clinical images; not a diagnosis."
+
+
+def method_card(
+    name: str, task: str, modules: list[ModuleType], version: str = "1"
+) -> dict[str, str]:
+    """The `model` block of a classical method. Its sha256 covers the source of the modules
+    whose code and constants decide the output (not a description that could lag the code),
+    so any change to a threshold or a step shows as a changed model."""
     return {
         "name": name,
         "version": version,
-        "sha256": hashlib.sha256(method.encode()).hexdigest(),
+        "sha256": source_sha256(modules),
         "intended_use": "research",
         "task": task,
     }
+
+
+def source_sha256(modules: list[ModuleType]) -> str:
+    digest = hashlib.sha256()
+    for module in modules:
+        digest.update(module.__name__.encode() + b"\0" + _module_bytes(module) + b"\0")
+    return digest.hexdigest()
+
+
+def _module_bytes(module: ModuleType) -> bytes:
+    source = getattr(module, "__file__", None)
+    if source and source.endswith(".py") and Path(source).is_file():
+        return Path(source).read_bytes()
+    # a frozen bundle ships byte code only: hash the code object instead of the text
+    spec = module.__spec__
+    loader = spec.loader if spec is not None else None
+    code = loader.get_code(module.__name__) if hasattr(loader, "get_code") else None  # type: ignore[union-attr]
+    return marshal.dumps(code) if code is not None else module.__name__.encode()
+
+
+def classical_method(reference: str) -> dict[str, Any]:
+    """The `method` block of a result that comes from rules, not from a trained model."""
+    return {"kind": "classical", "validated": False, "reference": reference}

@@ -70,10 +70,18 @@ BURN_RECOMMENDATIONS = {
     "deep_partial": "Deep partial-thickness burn: refer to a burn service for assessment (possible grafting).",
     "full_thickness": "Full-thickness burn: refer urgently to a burn service; surgical care is needed.",
 }
+# Stolz's bands (Stolz et al. 1994), read by a rule-based score that is not validated on
+# clinical images here: the advice is a review by a clinician, never a procedure.
 TDS_RECOMMENDATIONS = {
-    "benign": "TDS below 4.75 (benign range); routine follow-up.",
-    "suspicious": "TDS 4.75-5.45 (suspicious); short-term follow-up or excision per clinical judgement.",
-    "highly_suspicious": "TDS above 5.45 (highly suspicious of melanoma); refer for excision/biopsy.",
+    "benign": "Stolz's TDS band 'benign' (below 4.75): routine follow-up; rule-based score, not a diagnosis.",
+    "suspicious": (
+        "Stolz's TDS band 'suspicious' (4.75-5.45): short-term follow-up and review by a "
+        "clinician; rule-based score, not a diagnosis."
+    ),
+    "highly_suspicious": (
+        "Stolz's TDS band 'highly suspicious' (above 5.45): dermatologist review with "
+        "dermoscopy; rule-based score, not a diagnosis."
+    ),
 }
 TDS_RISK = {"benign": "low", "suspicious": "medium", "highly_suspicious": "high"}
 

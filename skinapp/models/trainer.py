@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from skinapp.models import datasets, training
+from skinapp.errors import InvalidRequest
+from skinapp.models import datasets, domain_fit, training
 from skinapp.models.checkpoints import Checkpoint, safe_folder_name, write_checkpoint
 from skinapp.models.classifier import IMAGENET_MEAN, IMAGENET_STD, save_weights
 from skinapp.models.defaults import DEFAULT_ARCH, DEFAULT_INPUT_SIZE
@@ -42,6 +43,11 @@ def train_checkpoint(
     on_step: training.OnStep | None = None,
 ) -> Checkpoint:
     """Load the data, hold out a stratified split, train, measure, write the checkpoint."""
+    if req.intended_use not in ("research", "demo"):
+        raise InvalidRequest(
+            "`models train` writes research or demo checkpoints only: 'clinical' needs "
+            "validation on a named external test set, added to the card by its maker."
+        )
     ids = datasets.task_class_ids(req.task)
     samples = (
         datasets.from_csv(req.csv, req.data, req.task)
@@ -60,13 +66,23 @@ def train_checkpoint(
     )
     val_loader = datasets.loader(val_set, req.input_size, 64, False, req.seed, req.workers)
     measured = training.metrics(*training.predict_labels(model, val_loader), ids)
+    say("fitting the input-domain gate (training-set statistics, validation thresholds)")
+    gate = domain_fit.fit_domain(
+        model,
+        len(ids),
+        datasets.loader(train_set, req.input_size, 64, False, req.seed, req.workers),
+        val_loader,
+    )
     seconds = time.perf_counter() - start
     say(
         f"validation accuracy {measured['accuracy']:.3f} ({len(val_set)} images) after {seconds:.0f} s"
     )
     card = _card(req, config, measured, train_set, val_set, seconds)
+    card["domain"] = domain_fit.gate_card(
+        gate, f"the {req.val_fraction:.0%} validation split (not trained on)"
+    )
     folder = safe_folder_name(f"{card['name']}-{card['version']}")
-    return write_checkpoint(req.out_dir, folder, lambda path: save_weights(model, path), card)
+    return write_checkpoint(req.out_dir, folder, lambda path: save_weights(model, path, gate), card)
 
 
 def _card(

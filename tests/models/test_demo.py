@@ -11,7 +11,7 @@ import pytest
 
 from skinapp.config import MODEL_TASKS
 from skinapp.models import synthetic
-from skinapp.models.checkpoints import best_checkpoint, verify_checkpoint
+from skinapp.models.checkpoints import best_checkpoint, card_digest, verify_checkpoint
 from skinapp.models.demo import ensure_demo_checkpoints
 
 
@@ -59,6 +59,10 @@ def test_ensure_keeps_a_non_demo_checkpoint(tmp_path: Path, demo_models_dir: Pat
     card_path = tmp_path / "demo-burn" / "card.json"
     card = json.loads(card_path.read_text())
     card.update(intended_use="research", generator_version=None)
+    # stands for a research checkpoint from a user's data: such a card is signed by its
+    # maker (the digest covers the card, and synthetic weights may only be demo)
+    card["training_data"] = {"source": "user", "description": "own photographs"}
+    card["checkpoint_sha256"] = card_digest(card)
     card_path.write_text(json.dumps(card))
     lines: list[str] = []
     ensure_demo_checkpoints(tmp_path, lines.append)

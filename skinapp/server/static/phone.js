@@ -131,7 +131,10 @@
     $("label").textContent = labelOf(result);
     $("confidence").textContent = typeof result.confidence === "number"
       ? "Confidence " + Math.round(result.confidence * 100) + " %" : "";
-    $("risk").textContent = risk ? risk + " risk" : "no risk level";
+    const declined = Boolean(result.assessment && result.assessment.in_domain === false);
+    $("risk").textContent = declined
+      ? "Not assessed — this image is unlike the images the model was trained on"
+      : risk ? risk + " risk" : "no risk level";
     $("risk").className = "risk" + (risk ? " risk-" + risk : "");
     $("recommendation").textContent = result.recommendation || "";
     $("warnings").replaceChildren(...(result.warnings || []).map((text) => {
