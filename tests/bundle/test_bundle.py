@@ -59,10 +59,13 @@ def _auth(env: BundleEnv) -> dict[str, str]:
     return {"Authorization": f"Bearer {env.admin_token()}"}
 
 
-def _card_weights_sha256(models_dir: Path, name: str) -> str:
+def _installed(models_dir: Path, name: str) -> tuple[str, str]:
+    """(the card's digest over card and weights, the sha256 of the weights file on disk)."""
     for card in models_dir.glob("*/card.json"):
-        if json.loads(card.read_text())["name"] == name:
-            return hashlib.sha256((card.parent / "weights.safetensors").read_bytes()).hexdigest()
+        fields = json.loads(card.read_text())
+        if fields["name"] == name:
+            weights = (card.parent / "weights.safetensors").read_bytes()
+            return fields["checkpoint_sha256"], hashlib.sha256(weights).hexdigest()
     raise AssertionError(f"no checkpoint named {name} in {models_dir}")
 
 
@@ -126,7 +129,8 @@ def test_full_classify_over_http_succeeds_with_provenance(
     assert result["image_sha256"] == hashlib.sha256(image).hexdigest()
     model = result["model"]
     assert model["intended_use"] == "demo" and result["demo"] is True
-    assert model["sha256"] == _card_weights_sha256(bundle_env.data_dir / "models", model["name"])
+    digest, weights = _installed(bundle_env.data_dir / "models", model["name"])
+    assert (model["sha256"], model["weights_sha256"]) == (digest, weights)
 
 
 def test_batch_of_five_images_writes_its_csv(

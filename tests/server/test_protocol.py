@@ -146,7 +146,8 @@ def test_openapi_declares_every_status_and_the_real_error_body(stack: Any) -> No
                 if int(status) >= 400:
                     ref = answer["content"]["application/json"]["schema"]["$ref"]
                     assert ref == "#/components/schemas/ErrorBody", (path, method, status)
-            if 401 in _declared(schema, path, method):
+            # The pairing exchange answers 401 for a bad code; it takes no bearer token.
+            if 401 in _declared(schema, path, method) and path != "/phone/pair":
                 assert operation["security"] == [{"bearerAuth": []}]
 
 

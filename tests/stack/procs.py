@@ -2,15 +2,44 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import psutil
 
+from skinapp.config import load_settings
+from skinapp.stack import binary
+from skinapp.stack.children import ServerProcess, wait_ready
+from skinapp.stack.probes import free_port
+from skinapp.stack.server_config import ServerFiles, ensure_password, redis_url, write_config
 from tests.tasks.helpers import wait_for
 
-__all__ = ["wait_for"]
+__all__ = ["real_server", "wait_for"]
+
+
+@contextlib.contextmanager
+def real_server(tmp_path: Path, maxmemory: int) -> Iterator[ServerProcess]:
+    """The stack's own server binary and config (ACL user, AOF, maxmemory), alone, stopped after."""
+    files = ServerFiles(tmp_path / "server")
+    port = free_port()
+    password = ensure_password(files)
+    proc = ServerProcess(
+        binary.find_server_binary(load_settings()),
+        write_config(files, port, password, maxmemory),
+        redis_url(port, password),
+        tmp_path / "server.log",
+        dict(os.environ),
+        tmp_path,
+    )
+    proc.start()
+    try:
+        wait_ready([proc], 20)
+        yield proc
+    finally:
+        proc.stop()
 
 
 def descendants(pid: int) -> list[psutil.Process]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,12 +12,9 @@ import pytest
 import redis
 
 from skinapp.client import Client
-from skinapp.config import load_settings
 from skinapp.server.tokens import TokenStore
-from skinapp.stack import binary
-from skinapp.stack.children import ServerProcess, wait_ready
-from skinapp.stack.probes import free_port
-from skinapp.stack.server_config import ServerFiles, ensure_password, redis_url, write_config
+from skinapp.stack.children import ServerProcess
+from tests.stack.procs import real_server
 from tests.tasks.stackutil import server as stack_server
 from tests.utils.images import lesion_jpeg
 
@@ -27,23 +23,8 @@ MAXMEMORY = 64 * 2**20
 
 @pytest.fixture
 def acl_server(tmp_path: Path) -> Iterator[ServerProcess]:
-    files = ServerFiles(tmp_path / "server")
-    port = free_port()
-    password = ensure_password(files)
-    proc = ServerProcess(
-        binary.find_server_binary(load_settings()),
-        write_config(files, port, password, MAXMEMORY),
-        redis_url(port, password),
-        tmp_path / "server.log",
-        dict(os.environ),
-        tmp_path,
-    )
-    proc.start()
-    try:
-        wait_ready([proc], 20)
+    with real_server(tmp_path, MAXMEMORY) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture

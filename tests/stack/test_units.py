@@ -23,7 +23,7 @@ from skinapp.stack.environment import child_env, settings_env
 from skinapp.stack.models_step import ModelsStep, missing_model_tasks
 from skinapp.stack.probes import accepts_writes, free_port, ping, port_is_free
 from skinapp.stack.process import ManagedProcess
-from skinapp.stack.server_config import ServerFiles, ensure_password, redis_url, write_config
+from skinapp.stack.server_config import ServerFiles, ensure_password
 from skinapp.stack.supervisor import RestartPolicy, Stack
 from skinapp.stack.watch import (
     LIVENESS_TIMEOUT,
@@ -31,6 +31,7 @@ from skinapp.stack.watch import (
     ChildWatch,
     Supervision,
 )
+from tests.stack.procs import real_server
 
 
 def _mode(path: Path) -> int:
@@ -197,23 +198,8 @@ def test_models_are_missing_until_each_task_has_a_card(tmp_path: Path) -> None:
 # --- the server binary, for real ---------------------------------------------------------------
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    files = ServerFiles(tmp_path / "server")
-    port = free_port()
-    password = ensure_password(files)
-    proc = ServerProcess(
-        binary.find_server_binary(load_settings()),
-        write_config(files, port, password, 256 * 2**20),
-        redis_url(port, password),
-        tmp_path / "server.log",
-        dict(os.environ),
-        tmp_path,
-    )
-    proc.start()
-    try:
-        wait_ready([proc], 20)
+    with real_server(tmp_path, 256 * 2**20) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 def test_server_secrets_and_config_are_private_and_aof_is_on(

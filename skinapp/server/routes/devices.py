@@ -72,11 +72,15 @@ async def create_device_pairing(body: PairRequest, request: Request, response: R
     """Exchange a pairing code (valid a few minutes, once) for this device's cookie."""
     _check_origin(request)
     address = client_address(request)
-    limiter = auth_limiter(request)
-    limiter.check(address)
+    # Like a bad token, a bad code counts against its address on the LAN listener only: the
+    # local front ends on loopback are never locked out.
+    limiter = auth_limiter(request) if on_lan(request.scope) else None
+    if limiter:
+        limiter.check(address)
     paired = await blocking.run(_store(request).redeem, body.code, address, body.device_name)
     if paired is None:
-        limiter.failed(address)
+        if limiter:
+            limiter.failed(address)
         raise AuthError("unknown, used or expired pairing code: ask for a new one")
     response.set_cookie(
         DEVICE_COOKIE,
