@@ -11,6 +11,7 @@ is a 400 `MalformedRequest`, never a traceback.
 from __future__ import annotations
 
 import logging
+import unicodedata
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -25,6 +26,21 @@ logger = logging.getLogger(__name__)
 MAX_FIELD_BYTES = 64 * 1024
 MAX_FIELDS = 64
 SLACK_BYTES = 1 << 20  # multipart headers and form fields on top of the files
+MAX_FILENAME_CHARS = 255
+UNNAMED = "upload"
+
+
+def safe_filename(raw: str) -> str:
+    """The base name of an uploaded file, as text any front end can show as it is.
+
+    Names come from any device: a path is cut to its last part (either separator), control
+    and format characters go (a newline would break a CSV row or a log line, a right-to-left
+    override would make "gpj.exe" read as "exe.jpg"), and the result is at most 255
+    characters. Markup is left as written: every front end shows names as plain text.
+    """
+    base = raw.replace("\\", "/").rsplit("/", 1)[-1]
+    kept = "".join(c for c in base if unicodedata.category(c) not in {"Cc", "Cf"}).strip()
+    return kept[:MAX_FILENAME_CHARS] or UNNAMED
 
 
 @dataclass
@@ -110,7 +126,7 @@ class _Collector:
                 raise InvalidRequest("too many form fields")
             self.form.fields[name] = body.decode("utf-8", "replace")
             return
-        self.form.files.append(UploadedFile(name, filename, body))
+        self.form.files.append(UploadedFile(name, safe_filename(filename), body))
         if len(self.form.files) > self.limits.max_files:
             raise PayloadTooLarge(f"too many files: at most {self.limits.max_files} per request")
 
