@@ -4,6 +4,7 @@ the shown code and is listed, and revoke."""
 
 from __future__ import annotations
 
+import os
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,7 +72,7 @@ def test_lan_toggle_emits_and_a_saved_choice_does_not(qtbot: Any, panel: QtPhone
 
 @pytest.mark.stack
 def test_the_panel_shows_a_code_a_phone_pairs_with_and_revokes_it(
-    qtbot: Any, panel: QtPhonesPanel, lan_stack: Any
+    qtbot: Any, panel: QtPhonesPanel, lan_stack: Any, tmp_path: Path
 ) -> None:
     qtbot.waitUntil(lambda: panel.state.lan_url is not None, timeout=10_000)
     assert panel.state.lan_url.startswith(f"https://{LAN_HOST}:")  # type: ignore[union-attr]
@@ -103,7 +104,7 @@ def test_the_panel_shows_a_code_a_phone_pairs_with_and_revokes_it(
         assert model.data(model.index(row, 3)) == "127.0.0.1"
 
         panel.resize(720, 640)
-        screenshots = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+        screenshots = Path(os.environ.get("SKINAPP_SCREENSHOT_DIR") or tmp_path)
         assert panel.grab().save(str(screenshots / "phones-panel.png"))
         panel.table.selectRow(row)
         panel.revoke.click()
