@@ -11,7 +11,7 @@ import pytest
 
 from skinapp.gui.qt_main_window import QtMainWindow
 from tests.gui.test_dashboard_stack import JOB_TIMEOUT_MS, drop, images, jobs_for
-from tests.tasks.helpers import MiniStack
+from tests.tasks.helpers import MiniStack, soft_limited_stack
 from tests.utils.stack import stack_settings
 
 pytestmark = [pytest.mark.gui, pytest.mark.stack, pytest.mark.slow]
@@ -20,20 +20,8 @@ pytestmark = [pytest.mark.gui, pytest.mark.stack, pytest.mark.slow]
 @pytest.fixture
 def limited(tmp_path: Path, demo_models_dir: Path) -> Iterator[MiniStack]:
     (tmp_path / "stack").mkdir()
-    stack = MiniStack(
-        tmp_path / "stack",
-        CELERY_TASK_SOFT_TIME_LIMIT="1",
-        CELERY_TASK_TIME_LIMIT="20",
-        SKINAPP_MODELS_DIR=str(demo_models_dir),
-    )
-    try:
-        stack.start_server()
-        stack.start_api()
-        stack.start_worker("batch", "batch")
-        stack.health_when(lambda b: b["workers"] == ["batch@test"], timeout=90)
+    with soft_limited_stack(tmp_path / "stack", demo_models_dir) as stack:
         yield stack
-    finally:
-        stack.stop_all()
 
 
 def test_a_batch_stopped_at_the_time_limit_shows_the_seed_hint(

@@ -18,9 +18,7 @@ from skinapp.gui.phones_state import PhonesState, qr_matrix
 from skinapp.gui.qt_async import AsyncRunner
 from skinapp.gui.qt_phones_panel import QtPhonesPanel
 from skinapp.server import tls
-from tests.utils.stack import running_stack
-
-LAN_HOST = "127.0.0.2"
+from tests.utils.stack import LAN_HOST, lan_stack_on_loopback
 
 
 def test_qr_matrix_is_square_with_a_quiet_zone() -> None:
@@ -32,13 +30,7 @@ def test_qr_matrix_is_square_with_a_quiet_zone() -> None:
 
 @pytest.fixture(scope="module")
 def lan_stack(tmp_path_factory: pytest.TempPathFactory, demo_models_dir: Path) -> Iterator[Any]:
-    with running_stack(
-        tmp_path_factory.mktemp("phones-stack"),
-        demo_models_dir,
-        lan=True,
-        lan_host=LAN_HOST,
-        lan_port=0,
-    ) as running:
+    with lan_stack_on_loopback(tmp_path_factory.mktemp("phones-stack"), demo_models_dir) as running:
         yield running
 
 

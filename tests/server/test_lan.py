@@ -33,9 +33,7 @@ from skinapp.server.pairing import PairingStore
 from skinapp.server.tokens import TokenStore
 from skinapp.tasks.jobs import JobStore, NewJob
 from tests.tasks.stackutil import server
-from tests.utils.stack import running_stack
-
-LAN_HOST = "127.0.0.2"
+from tests.utils.stack import LAN_HOST, lan_stack_on_loopback
 
 
 # --- the certificate, without a stack -----------------------------------------------------
@@ -75,13 +73,7 @@ def test_failed_auth_limiter_refuses_the_eleventh_and_forgets_after_the_window()
 # --- the LAN stack ----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def lan_stack(tmp_path_factory: pytest.TempPathFactory, demo_models_dir: Path) -> Iterator[Any]:
-    with running_stack(
-        tmp_path_factory.mktemp("lan-stack"),
-        demo_models_dir,
-        lan=True,
-        lan_host=LAN_HOST,
-        lan_port=0,
-    ) as running:
+    with lan_stack_on_loopback(tmp_path_factory.mktemp("lan-stack"), demo_models_dir) as running:
         yield running
 
 

@@ -181,3 +181,22 @@ class MiniStack:
     def stop_all(self) -> None:
         for proc in reversed(list(self.procs.values())):
             proc.stop()
+
+
+@contextlib.contextmanager
+def soft_limited_stack(root: Path, models_dir: Path) -> Iterator[MiniStack]:
+    """Server, API and a batch worker whose jobs get a 1 s soft time limit (hard: 20 s)."""
+    stack = MiniStack(
+        root,
+        CELERY_TASK_SOFT_TIME_LIMIT="1",
+        CELERY_TASK_TIME_LIMIT="20",
+        SKINAPP_MODELS_DIR=str(models_dir),
+    )
+    try:
+        stack.start_server()
+        stack.start_api()
+        stack.start_worker("batch", "batch")
+        stack.health_when(lambda b: b["workers"] == ["batch@test"], timeout=90)
+        yield stack
+    finally:
+        stack.stop_all()

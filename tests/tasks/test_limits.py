@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from skinapp.client import Client
-from tests.tasks.helpers import MiniStack
+from tests.tasks.helpers import MiniStack, soft_limited_stack
 from tests.utils.images import lesion_jpeg
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
@@ -16,20 +16,8 @@ pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
 @pytest.fixture
 def limited(tmp_path: Path, demo_models_dir: Path) -> Iterator[MiniStack]:
-    stack = MiniStack(
-        tmp_path,
-        CELERY_TASK_SOFT_TIME_LIMIT="1",
-        CELERY_TASK_TIME_LIMIT="20",
-        SKINAPP_MODELS_DIR=str(demo_models_dir),
-    )
-    try:
-        stack.start_server()
-        stack.start_api()
-        stack.start_worker("batch", "batch")
-        stack.health_when(lambda b: b["workers"] == ["batch@test"], timeout=90)
+    with soft_limited_stack(tmp_path, demo_models_dir) as stack:
         yield stack
-    finally:
-        stack.stop_all()
 
 
 def test_soft_time_limit_fails_the_job_clearly(limited: MiniStack) -> None:

@@ -62,3 +62,14 @@ def running_stack(
             stack=stack,
             redis_url=stack.redis_url,
         )
+
+
+#: The "LAN" address of LAN tests: a loopback address, so no traffic leaves this machine.
+LAN_HOST = "127.0.0.2"
+
+
+@contextlib.contextmanager
+def lan_stack_on_loopback(tmp_dir: Path, models_dir: Path) -> Iterator[RunningStack]:
+    """The real stack with phones allowed, its HTTPS listener on `LAN_HOST`, a free port."""
+    with running_stack(tmp_dir, models_dir, lan=True, lan_host=LAN_HOST, lan_port=0) as running:
+        yield running
