@@ -133,6 +133,10 @@ class Settings(BaseSettings):
     # Each recycled pool process reloads torch and the models (seconds): at the seed's 50, 100
     # single-image jobs ran 3.5x slower. Lower it (the seed's remedy) if workers leak memory.
     worker_max_tasks_per_child: int = Field(default=1000, ge=1)
+    # Pool children recycle a fraction of the period apart, a child that is about to exit gets
+    # no job, and its successor starts at once (skinapp/tasks/pool.py); False: Celery's own
+    # prefork pool, every child at the same limit (bench/bench_recycle.py compares the two).
+    worker_recycle_stagger: bool = True
     start_timeout: float = Field(default=60.0, gt=0)
     # --- phones on the clinic LAN (issue 12): a second, HTTPS-only listener ---------------
     lan: bool = False  # `serve --lan`, or the dashboard's "Allow phones on the clinic network"

@@ -2,7 +2,8 @@
 and the restore of orphaned messages when a worker becomes ready.
 
 CUDA is never touched in the main process: it forks the pool, and a CUDA context does not
-survive a fork. Children warm up before they take work: the pool hands jobs only to
+survive a fork. It imports torch and the analyses, though, so that a child only loads weights.
+Children warm up before they take work: the pool hands jobs only to
 children that reported up, which they do after `worker_process_init`, so loading the models
 never counts against a job's time limit, and while a fresh (or recycled) child loads, the
 jobs go to its warm sibling.
@@ -11,6 +12,7 @@ jobs go to its warm sibling.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -87,6 +89,11 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
         beat(ctx)  # before the pool forks, so the first claim already sees us alive
     except redis.RedisError as exc:
         logger.warning("could not register worker %s: %s", ctx.hostname, exc)
+    # After the first beat: the stack counts this worker as started from it, and a niced
+    # batch worker on a busy machine takes a while to import torch.
+    preload_analyses()
+    with contextlib.suppress(redis.RedisError):
+        beat(ctx)
 
 
 def _on_worker_ready(sender: Any = None, **_: Any) -> None:
@@ -106,6 +113,33 @@ def _on_worker_shutdown(**_: Any) -> None:
     ctx = context.current()
     with contextlib.suppress(redis.RedisError):  # else the keys expire by themselves
         ctx.redis.delete(keys.heartbeat(ctx.hostname), keys.worker_info(ctx.hostname))
+
+
+def preload_analyses() -> None:
+    """Import torch and the analyses in the worker's main process, before its pool forks.
+
+    Every pool child (the first ones, a crashed one's replacement, one recycled after
+    `worker_max_tasks_per_child`) then inherits the imported modules and its warm-up only
+    loads the weights: a recycled child was ready in ~4 s, mostly importing torch, and when
+    its sibling recycled meanwhile the next job waited for it. Only modules are loaded, no
+    tensor and no CUDA: a CUDA context does not survive the fork, so it is made in the child.
+    """
+    try:
+        import torch
+
+        import skinapp.models.analyses  # noqa: F401  (the import is the point)
+        import skinapp.models.classifier  # noqa: F401  (torchvision, safetensors)
+        import skinapp.models.warmup  # noqa: F401
+    except Exception:  # the children import them again, and report the error in a job
+        logger.exception("could not preload the analyses")
+        return
+    # is_initialized only reads a flag; is_available would itself initialise the driver
+    if torch.cuda.is_initialized():
+        logger.error("CUDA was initialised before the pool forked; GPU jobs will fail")
+    # Celery runs gc.collect() before every fork, in the loop that hands out jobs; over
+    # torch's objects that took 0.3-0.8 s, during which no job was handed to a warm child.
+    # Frozen, they are skipped (and the children's collections leave their pages shared).
+    gc.freeze()
 
 
 def _warm_up(ctx: context.WorkerContext) -> None:

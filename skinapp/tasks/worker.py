@@ -10,6 +10,7 @@ from pathlib import Path
 from skinapp.config import Settings, queue_for, reset_settings
 from skinapp.tasks import context, lifecycle, runner
 from skinapp.tasks.celery_app import configure
+from skinapp.tasks.pool import POOL
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,8 @@ def run_worker(
     if set(queues) == {queue_for("batch-skin-check")}:
         lower_priority(int(os.environ.get("SKINAPP_BATCH_NICE", BATCH_NICE)))
     app = configure(settings)
+    if settings.worker_recycle_stagger:
+        app.conf.worker_pool = POOL  # `--pool=prefork` then means this prefork pool
     runner.register(app)
     lifecycle.connect()
     context.init(settings)
