@@ -224,6 +224,7 @@ class ModelsCatalog:
     source: str = ""
     error: str = ""
     plots: dict[tuple[str, str], bytes] = field(default_factory=dict)
+    loads: int = 0  # lists applied so far (tests and logs see what happened)
     _listeners: list[Callable[[], None]] = field(default_factory=list)
     _plot_listeners: list[Callable[[str, str], None]] = field(default_factory=list)
 
@@ -246,6 +247,7 @@ class ModelsCatalog:
 
     def apply(self, entries: list[InstalledModel], source: str) -> None:
         self.entries, self.source, self.error = entries, source, ""
+        self.loads += 1
         self.plots.clear()  # a re-evaluation writes new plots under the same names
         self._changed()
 

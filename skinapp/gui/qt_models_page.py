@@ -103,7 +103,7 @@ class QtModelDetail(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.card_form = QFormLayout()
-        self.evaluation_title = QLabel("Evaluation", self)
+        self.evaluation_title = plain_label(self, "Evaluation")
         self.evaluation_title.setStyleSheet("font-weight: bold;")
         self.evaluation_form = QFormLayout()
         self.no_evaluation = plain_label(self)

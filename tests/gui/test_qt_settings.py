@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PySide6.QtCore import Qt
 
 from skinapp.config import load_settings
 from skinapp.gui.models_catalog import read_cards
@@ -93,3 +94,16 @@ def test_verify_runs_the_models_command_as_a_child(
         pass
     text = dialog.models_page.output.toPlainText()
     assert "usage: skinapp" in text  # the child's own output reached the box
+
+
+def test_card_text_is_shown_as_text_not_markup(qtbot: Any, qsettings: Any, tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    write_card(models, "markup", task="lesion", version="<b>1</b>", intended_use="research")
+    settings = load_settings(data_dir=tmp_path / "data", models_dir=models)
+    dialog = QtSettingsDialog(qsettings, settings)
+    qtbot.addWidget(dialog)
+    detail = dialog.models_page.detail
+    label = detail.value_labels["Checkpoint"]
+    assert label.text() == "markup <b>1</b> (markup)"
+    assert label.textFormat() == Qt.TextFormat.PlainText
+    assert detail.no_evaluation.text().startswith("No evaluation yet — run `skinapp models")
