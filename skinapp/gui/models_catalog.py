@@ -23,7 +23,11 @@ logger = logging.getLogger(__name__)
 
 HEADERS = ("Name", "Task", "Version", "Intended use", "Validation accuracy", "sha256", "Verified")
 NO_EVALUATION = "No evaluation yet — run `skinapp models evaluate --task {task} --data DIR`"
-PLOT_TITLES = {"roc": "ROC curves", "confusion": "Confusion matrix", "reliability": "Reliability"}
+PLOT_TITLES = {
+    "roc": "ROC curves (one class against the rest)",
+    "confusion_matrix": "Confusion matrix",
+    "reliability": "Reliability diagram",
+}
 
 
 def _mapping(value: object) -> Mapping[str, Any]:
@@ -103,8 +107,8 @@ class Evaluation:
             plots=tuple((str(k), str(v)) for k, v in _mapping(body.get("plots")).items()),
         )
 
-    def rows(self) -> list[tuple[str, str]]:
-        """(label, value) for the detail pane, in reading order."""
+    def summary_rows(self) -> list[tuple[str, str]]:
+        """(label, value) of the whole-set figures, in reading order."""
         rows = [("Balanced accuracy", pct(self.balanced_accuracy))]
         if self.melanoma_sensitivity is not None:
             rows.append(("Melanoma sensitivity (operating point)", pct(self.melanoma_sensitivity)))
@@ -115,10 +119,12 @@ class Evaluation:
             ("Data folder", self.data),
             ("Evaluated", self.created),
         ]
-        rows += [(f"Class {c.class_id}", c.text()) for c in self.per_class]
         if not self.current:
             rows.append(("Note", "this evaluation is of another version of the checkpoint"))
         return rows
+
+    def class_rows(self) -> list[tuple[str, str]]:
+        return [(f"Class {c.class_id}", c.text()) for c in self.per_class]
 
 
 @dataclass(frozen=True)
@@ -188,9 +194,11 @@ class InstalledModel:
             ("Intended use", self.use_text),
             ("Validation accuracy", self.accuracy),
             ("Training data", self.training_data),
-            ("sha256", self.sha256 or "—"),
-            ("Verified", self.verified_text),
         ]
+
+    def identity_rows(self) -> list[tuple[str, str]]:
+        """The long ones: a full digest does not wrap, a verification problem is a sentence."""
+        return [("sha256", self.sha256 or "—"), ("Verified", self.verified_text)]
 
     def no_evaluation_text(self) -> str:
         if self.evaluation_problem:

@@ -51,7 +51,7 @@ from skinapp.gui.qt_async import AsyncRunner
 logger = logging.getLogger(__name__)
 
 Index = QModelIndex | QPersistentModelIndex
-PLOT_SIDE = 260  # px: three plots side by side fit the dialog
+PLOT_SIDE = 280  # px: three plots side by side fit the dialog
 
 
 def plain_label(parent: QWidget, text: str = "") -> QLabel:
@@ -98,7 +98,8 @@ class ModelsTableModel(QAbstractTableModel):
 
 
 class QtModelDetail(QWidget):
-    """The selected checkpoint: card rows, then its evaluation's figures and plots."""
+    """The selected checkpoint: its card beside its evaluation's figures, then the figures
+    per class and the plots in a row."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -106,24 +107,39 @@ class QtModelDetail(QWidget):
         self.evaluation_title = plain_label(self, "Evaluation")
         self.evaluation_title.setStyleSheet("font-weight: bold;")
         self.evaluation_form = QFormLayout()
+        self.identity_form = QFormLayout()
+        self.classes_form = QFormLayout()
         self.no_evaluation = plain_label(self)
         self.plots_grid = QGridLayout()
         self.plot_labels: dict[str, QLabel] = {}  # plot file name -> its image label
+        self.value_labels: dict[str, QLabel] = {}  # row label -> its value label
+        self._lay_out()
+        self.show_entry(None)
+
+    def _lay_out(self) -> None:
+        right = QVBoxLayout()
+        right.addWidget(self.evaluation_title)
+        right.addWidget(self.no_evaluation)
+        right.addLayout(self.evaluation_form)
+        right.addStretch(1)
+        top = QHBoxLayout()
+        top.addLayout(self.card_form, 1)
+        top.addSpacing(24)
+        top.addLayout(right, 1)
         layout = QVBoxLayout(self)
-        layout.addLayout(self.card_form)
-        layout.addWidget(self.evaluation_title)
-        layout.addWidget(self.no_evaluation)
-        layout.addLayout(self.evaluation_form)
+        layout.addLayout(top)
+        layout.addLayout(self.identity_form)
+        layout.addLayout(self.classes_form)
         layout.addLayout(self.plots_grid)
         layout.addStretch(1)
-        self.value_labels: dict[str, QLabel] = {}
-        self.show_entry(None)
 
     def show_entry(self, entry: InstalledModel | None) -> None:
         self.value_labels = {}
         self._fill(self.card_form, entry.card_rows() if entry else [])
+        self._fill(self.identity_form, entry.identity_rows() if entry else [])
         evaluation = entry.evaluation if entry else None
-        self._fill(self.evaluation_form, evaluation.rows() if evaluation else [])
+        self._fill(self.evaluation_form, evaluation.summary_rows() if evaluation else [])
+        self._fill(self.classes_form, evaluation.class_rows() if evaluation else [])
         self.evaluation_title.setVisible(entry is not None)
         self.no_evaluation.setText(entry.no_evaluation_text() if entry and not evaluation else "")
         self.no_evaluation.setVisible(bool(entry and not evaluation))
@@ -135,13 +151,16 @@ class QtModelDetail(QWidget):
         for key, value in rows:
             label = plain_label(self, value)
             self.value_labels[key] = label
-            form.addRow(plain_label(self, f"{key}:"), label)
+            name = plain_label(self, f"{key}:")
+            name.setWordWrap(False)
+            form.addRow(name, label)
 
     def _plot_slots(self, plots: list[tuple[str, str]]) -> None:
         while self.plots_grid.count():
             item = self.plots_grid.takeAt(0)
             widget = item.widget() if item is not None else None
             if widget is not None:
+                widget.hide()  # at once: deleteLater waits for the event loop
                 widget.deleteLater()
         self.plot_labels = {}
         for column, (key, name) in enumerate(plots):
@@ -207,14 +226,15 @@ class QtModelsPage(QWidget):
         self.detail = QtModelDetail(self)
         scroll = QScrollArea(self)
         scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(self.detail)
         splitter = QSplitter(Qt.Orientation.Vertical, self)
         splitter.addWidget(self.table)
         splitter.addWidget(scroll)
-        splitter.setSizes([150, 450])
+        splitter.setSizes([130, 620])
         self.output = QPlainTextEdit(self)
         self.output.setReadOnly(True)
-        self.output.setMaximumHeight(80)
+        self.output.setMaximumHeight(64)
         layout = QVBoxLayout(self)
         layout.addWidget(self.source)
         layout.addWidget(splitter, 1)

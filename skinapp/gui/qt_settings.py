@@ -97,7 +97,7 @@ class QtSettingsDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addWidget(self.tabs)
         layout.addWidget(buttons)
-        self.resize(980, 760)
+        self.resize(1040, 860)
 
     def _stack_page(self, settings: Settings) -> QWidget:
         page = QWidget(self)
