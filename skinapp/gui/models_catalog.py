@@ -194,11 +194,12 @@ class InstalledModel:
             ("Intended use", self.use_text),
             ("Validation accuracy", self.accuracy),
             ("Training data", self.training_data),
+            ("Verified", self.verified_text),
         ]
 
     def identity_rows(self) -> list[tuple[str, str]]:
-        """The long ones: a full digest does not wrap, a verification problem is a sentence."""
-        return [("sha256", self.sha256 or "—"), ("Verified", self.verified_text)]
+        """The full digest: 64 characters that do not wrap get the whole width."""
+        return [("sha256", self.sha256 or "—")]
 
     def no_evaluation_text(self) -> str:
         if self.evaluation_problem:

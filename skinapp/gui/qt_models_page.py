@@ -51,7 +51,7 @@ from skinapp.gui.qt_async import AsyncRunner
 logger = logging.getLogger(__name__)
 
 Index = QModelIndex | QPersistentModelIndex
-PLOT_SIDE = 280  # px: three plots side by side fit the dialog
+PLOT_SIDE = 250  # px: three plots side by side, and the figures above them, fit the dialog
 
 
 def plain_label(parent: QWidget, text: str = "") -> QLabel:
@@ -222,6 +222,8 @@ class QtModelsPage(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.verticalHeader().hide()
+        self.table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 8)
         self.table.selectionModel().currentRowChanged.connect(lambda cur, _p: self._select(cur))
         self.detail = QtModelDetail(self)
         scroll = QScrollArea(self)
@@ -231,10 +233,11 @@ class QtModelsPage(QWidget):
         splitter = QSplitter(Qt.Orientation.Vertical, self)
         splitter.addWidget(self.table)
         splitter.addWidget(scroll)
-        splitter.setSizes([130, 620])
+        splitter.setSizes([130, 700])
         self.output = QPlainTextEdit(self)
         self.output.setReadOnly(True)
-        self.output.setMaximumHeight(64)
+        self.output.setMaximumHeight(80)
+        self.output.hide()  # until Import or Verify runs: the plots need the room
         layout = QVBoxLayout(self)
         layout.addWidget(self.source)
         layout.addWidget(splitter, 1)
@@ -338,6 +341,7 @@ class QtModelsPage(QWidget):
         process.setProcessChannelMode(QProcess.ProcessChannelMode.MergedChannels)
         process.readyReadStandardOutput.connect(lambda: self._append(process))
         process.finished.connect(lambda code, _status: self._finished(args[0], code))
+        self.output.show()
         self.output.appendPlainText(f"$ skinapp models {' '.join(args)}")
         # imported here: the stack package (redis, psutil) must not delay drawing the window
         from skinapp.stack.process import skinapp_command

@@ -227,3 +227,20 @@ def test_the_digest_check_runs_once_per_change_of_card_or_weights(
     broken = {m["id"]: m for m in listing()}["broken"]
     assert broken["verified"] is False and broken["problem"].startswith("unreadable card")
     assert len(calls) == 2  # nothing to hash for an unreadable card; the edited one is known
+
+
+def test_a_damaged_evaluation_is_described_not_a_server_error(
+    demo_models_dir: Path, tmp_path: Path
+) -> None:
+    models = _checkpoint_copy(demo_models_dir, tmp_path)
+    folder = models / "demo-burn"
+    (folder / "evaluation.json").write_text("{not json")
+    (entry,) = checkpoints.installed(models)
+    body = checkpoints.describe(entry)
+    assert body["evaluation"] is None and body["evaluation_problem"].startswith("evaluation.json")
+    odd = {"balanced_accuracy": "0.9", "images": True, "per_class": [], "plots": "x.png"}
+    (folder / "evaluation.json").write_text(json.dumps({**odd, "data": "/home/clinic/set-a"}))
+    shown = checkpoints.describe(entry)["evaluation"]
+    assert shown["balanced_accuracy"] is None and shown["images"] is None
+    assert shown["per_class"] == {} and shown["plots"] == {} and shown["current"] is False
+    assert shown["data"] == "set-a"  # the folder's name, not where it lives
