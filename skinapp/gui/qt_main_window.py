@@ -302,12 +302,15 @@ class QtMainWindow(QMainWindow):
             self, "Notifications", self.notifications.history_text() or "None yet."
         )
 
-    def open_settings(self) -> None:
+    def settings_dialog(self) -> QtSettingsDialog:
+        """The Settings dialog; attached, its Models page lists the stack's checkpoints."""
         client = self.controller.client if self.controller is not None else None
-        dialog = QtSettingsDialog(
+        return QtSettingsDialog(
             self.qsettings, self.settings, self, client=client, runner=self.runner
         )
-        if dialog.exec():
+
+    def open_settings(self) -> None:
+        if self.settings_dialog().exec():
             self.notifications.show_message(
                 "info", "Settings saved; they apply the next time skinapp starts its stack."
             )

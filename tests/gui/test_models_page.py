@@ -100,3 +100,24 @@ def test_refresh_keeps_the_selected_checkpoint(page: Any, qtbot: Any) -> None:
     qtbot.waitUntil(lambda: page.catalog.loads == loads + 1, timeout=30_000)
     assert page.selected().id == "demo-burn"
     assert page.detail.no_evaluation.text().startswith("No evaluation yet")
+
+
+def test_the_window_attached_to_a_stack_gives_the_page_its_client(
+    qtbot: Any, qsettings: Any, evaluated_stack: Any, tmp_path: Path
+) -> None:
+    from skinapp.gui.qt_main_window import QtMainWindow
+
+    # the window's own settings name an empty models folder: the list must come from the API
+    settings = load_settings(data_dir=tmp_path / "data", models_dir=tmp_path / "none")
+    win = QtMainWindow(settings, qsettings)
+    qtbot.addWidget(win)
+    before = win.settings_dialog().models_page
+    assert before.client is None and before.table_model.rowCount() == 0
+    win.connect_to(evaluated_stack.api_url, evaluated_stack.admin_token)
+    try:
+        page = win.settings_dialog().models_page
+        qtbot.waitUntil(lambda: page.table_model.rowCount() == 3, timeout=30_000)
+        assert page.source.text() == f"Checkpoints of the stack at {evaluated_stack.api_url}"
+    finally:
+        win.confirm_close = lambda *_: True
+        win.close()
