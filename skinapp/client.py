@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -193,6 +194,17 @@ class Client:
     def workers(self) -> dict[str, Any]:
         """`{workers: [{name, queues, active, device: {kind, name, memory_total_mb, memory_used_mb}}]}`."""
         return self._json("GET", "/jobs/workers")
+
+    # --- models: what the stack's workers run, from the API (never the local disk) -------
+    def models(self) -> list[dict[str, Any]]:
+        """Installed checkpoints: card fields, `verified`/`problem`, `evaluation` (or None)."""
+        return list(self._json("GET", "/models")["models"])
+
+    def model_plot(self, model_id: str, plot: str) -> bytes:
+        """One evaluation plot (PNG bytes) of checkpoint `model_id` (its folder name); `plot`
+        is a file name from that checkpoint's `evaluation.plots`."""
+        path = f"/models/{quote(model_id, safe='')}/plots/{quote(plot, safe='')}"
+        return self._request("GET", path).content
 
     # --- phones (issue 12): pairing codes and paired devices, admin token only ----------
     def create_pairing(self, name: str = "phone") -> dict[str, Any]:

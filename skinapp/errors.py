@@ -12,7 +12,8 @@
     ├── JobCancelled                the job was cancelled while it ran
     ├── ModelError
     │   ├── ModelNotInstalled       no checkpoint for a task in the models dir
-    │   └── CheckpointInvalid       a checkpoint whose files or sha256 do not match its card
+    │   ├── CheckpointInvalid       a checkpoint whose files or sha256 do not match its card
+    │   └── ModelNotFound           an unknown checkpoint or evaluation plot name (HTTP 404)
     ├── BrokerUnavailable           the Redis-compatible server does not answer (HTTP 503)
     ├── ApiUnavailable              the skinapp API does not answer (client side)
     └── StackError                  the local stack could not start, stop or attach
@@ -40,6 +41,7 @@ __all__ = [
     "JobCancelled",
     "JobNotFound",
     "ModelError",
+    "ModelNotFound",
     "ModelNotInstalled",
     "PayloadTooLarge",
     "SkinappError",
@@ -111,6 +113,11 @@ class ModelNotInstalled(ModelError):
 
 class CheckpointInvalid(ModelError):
     code = "checkpoint_invalid"
+
+
+class ModelNotFound(ModelError):
+    http_status = 404
+    code = "model_not_found"
 
 
 class BrokerUnavailable(SkinappError):

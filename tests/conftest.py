@@ -92,3 +92,18 @@ def rclient(valkey_url: str) -> Iterator[object]:
     client.flushall()
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def evaluated_stack(
+    tmp_path_factory: pytest.TempPathFactory, demo_models_dir: Path
+) -> Iterator[object]:
+    """The real stack over a private copy of the demo checkpoints; binary and lesion were
+    evaluated by `skinapp models evaluate` (tests/utils/evaluated.py), burn was not."""
+    from tests.utils.evaluated import evaluated_models
+    from tests.utils.stack import running_stack
+
+    root = tmp_path_factory.mktemp("evaluated")
+    models = evaluated_models(demo_models_dir, root)
+    with running_stack(root, models) as running:
+        yield running

@@ -55,7 +55,8 @@ def test_gui_imports_qt_but_not_torch() -> None:
 
 
 # The API as its process runs it (the app object, its lifespan, a real valkey-server), serving
-# one submit and one status read; then what it has imported.
+# one submit, one status read and the checkpoint listing (whose digest check runs in a child);
+# then what it has imported.
 API_PROBE = """
 import io, json, sys
 from fastapi.testclient import TestClient
@@ -72,15 +73,21 @@ with TestClient(create_app(settings), base_url="http://127.0.0.1") as http:
     files = {"file": ("a.jpg", image.getvalue(), "image/jpeg")}
     sent = http.post("/jobs/submit/dermoscopy", files=files, headers=auth)
     status = http.get("/jobs/status/" + sent.json()["job_id"], headers=auth).json()
+    listed = http.get("/models", headers=auth).json()["models"]
 print(json.dumps({"submitted": sent.status_code, "status": status["status"],
-                  "modules": sorted(sys.modules)}))
+                  "verified": [m["verified"] for m in listed], "modules": sorted(sys.modules)}))
 """
 
 
 def test_the_api_serves_a_job_without_the_task_body_the_models_or_torch(
-    valkey_url: str, rclient: redis.Redis, tmp_path: Path
+    valkey_url: str, rclient: redis.Redis, tmp_path: Path, demo_models_dir: Path
 ) -> None:
-    env = {**os.environ, "REDIS_URL": valkey_url, "SKINAPP_DATA_DIR": str(tmp_path)}
+    env = {
+        **os.environ,
+        "REDIS_URL": valkey_url,
+        "SKINAPP_DATA_DIR": str(tmp_path),
+        "SKINAPP_MODELS_DIR": str(demo_models_dir),  # only read: listed and verified
+    }
     try:
         out = subprocess.run(
             [sys.executable, "-c", API_PROBE], capture_output=True, text=True, timeout=120, env=env
@@ -90,6 +97,7 @@ def test_the_api_serves_a_job_without_the_task_body_the_models_or_torch(
     assert out.returncode == 0, out.stderr[-3000:]
     probe = json.loads(out.stdout.splitlines()[-1])
     assert probe["submitted"] == 202 and probe["status"] == "PENDING"
+    assert probe["verified"] == [True, True, True]  # binary, burn, lesion: checked, in a child
     modules = set(probe["modules"])
     assert "skinapp.server.service" in modules and "celery" in modules  # it really served
     loaded = sorted(

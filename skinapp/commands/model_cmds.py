@@ -8,6 +8,7 @@ the handlers that need it (`train`, `ensure-demo`).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -36,6 +37,11 @@ def register(sub: Any) -> None:
     )
     verify.add_argument(
         "paths", nargs="*", type=Path, help="checkpoint folders (default: all installed)"
+    )
+    verify.add_argument(
+        "--json",
+        action="store_true",
+        help="print [{path, ok, problem}] (what the API's GET /models reads)",
     )
     verify.set_defaults(handler=cmd_verify)
     imp = models.add_parser(
@@ -144,22 +150,30 @@ def _print_table(rows: list[tuple[str, ...]]) -> None:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    paths = args.paths or sorted(card.parent for card in _models_dir(args).glob("*/card.json"))
+    if not paths and not args.json:
+        print(f"no checkpoints in {_models_dir(args)}")
+        return 1
+    checked = [_verify_one(path) for path in paths]
+    if args.json:
+        print(json.dumps([outcome for outcome, _line in checked]))
+    else:
+        for _outcome, line in checked:
+            print(line)
+    return 1 if any(not outcome["ok"] for outcome, _line in checked) else 0
+
+
+def _verify_one(path: Path) -> tuple[dict[str, Any], str]:
+    """`verify_checkpoint` on one folder: ({path, ok, problem}, the line the table prints)."""
     from skinapp.errors import CheckpointInvalid
     from skinapp.models.checkpoints import verify_checkpoint
 
-    paths = args.paths or sorted(card.parent for card in _models_dir(args).glob("*/card.json"))
-    if not paths:
-        print(f"no checkpoints in {_models_dir(args)}")
-        return 1
-    failed = 0
-    for path in paths:
-        try:
-            ckpt = verify_checkpoint(path)
-            print(f"OK      {ckpt.task:<7} {ckpt.card['name']} {ckpt.card['version']}  {path}")
-        except CheckpointInvalid as exc:
-            failed += 1
-            print(f"FAILED  {path}: {exc}")
-    return 1 if failed else 0
+    try:
+        ckpt = verify_checkpoint(path)
+    except CheckpointInvalid as exc:
+        return {"path": str(path), "ok": False, "problem": str(exc)}, f"FAILED  {path}: {exc}"
+    line = f"OK      {ckpt.task:<7} {ckpt.card['name']} {ckpt.card['version']}  {path}"
+    return {"path": str(path), "ok": True, "problem": None}, line
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

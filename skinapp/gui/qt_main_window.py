@@ -25,7 +25,6 @@ from skinapp.client import Client
 from skinapp.config import Settings
 from skinapp.gui.health_state import HealthState
 from skinapp.gui.jobs_state import JobStore
-from skinapp.gui.models_catalog import CardIndex
 from skinapp.gui.phones_state import PhonesState
 from skinapp.gui.qt_async import AsyncRunner
 from skinapp.gui.qt_controller import DashboardController, Restartable
@@ -100,8 +99,7 @@ class QtMainWindow(QMainWindow):
         )
         self.jobs_model = JobsTableModel(self.store, self.runner, self)
         self.jobs_view = QtJobsView(self.jobs_model, self)
-        self.cards = CardIndex(self.settings.resolved_models_dir)
-        self.result_view = QtResultView(self.store, self.qsettings, self.cards, self)
+        self.result_view = QtResultView(self.store, self.qsettings, self)
         self.health_panel = QtHealthPanel(self.health, self)
         self.tabs = QTabWidget(self)
         self.tabs.addTab(self.result_view, "Result")
@@ -304,9 +302,15 @@ class QtMainWindow(QMainWindow):
             self, "Notifications", self.notifications.history_text() or "None yet."
         )
 
+    def settings_dialog(self) -> QtSettingsDialog:
+        """The Settings dialog; attached, its Models page lists the stack's checkpoints."""
+        client = self.controller.client if self.controller is not None else None
+        return QtSettingsDialog(
+            self.qsettings, self.settings, self, client=client, runner=self.runner
+        )
+
     def open_settings(self) -> None:
-        dialog = QtSettingsDialog(self.qsettings, self.settings, self)
-        if dialog.exec():
+        if self.settings_dialog().exec():
             self.notifications.show_message(
                 "info", "Settings saved; they apply the next time skinapp starts its stack."
             )

@@ -83,7 +83,6 @@ def report_html(
     record: JobRecord,
     result: Mapping[str, Any],
     has_image: bool,
-    card: Mapping[str, Any] | None = None,
 ) -> str:
     demo = ""
     if result.get("demo"):
@@ -93,7 +92,7 @@ def report_html(
         )
     image = f"<p><img src='{IMAGE_URL.toString()}' width='300'></p>" if has_image else ""
     body = _batch_html(record, result) if rt.is_batch(result) else _result_html(result)
-    card_html = "<h3>Model</h3>" + _rows(rt.model_card(result, card))
+    card_html = "<h3>Model</h3>" + _rows(rt.model_card(result))
     meta = _rows(
         [
             ("Files", ", ".join(record.filenames) or "—"),
@@ -113,7 +112,7 @@ def _report_image(record: JobRecord, result: Mapping[str, Any]) -> QImage:
     return render_with_overlay(load_oriented(record.local_paths[0], 900), result.get("overlay"))
 
 
-def export_pdf(record: JobRecord, target: Path, card: Mapping[str, Any] | None = None) -> None:
+def export_pdf(record: JobRecord, target: Path) -> None:
     """One A4 page: the document is laid out to the page and its font shrunk until it fits."""
     result = record.result or {}
     image = _report_image(record, result)
@@ -126,7 +125,7 @@ def export_pdf(record: JobRecord, target: Path, card: Mapping[str, Any] | None =
     document = QTextDocument()
     if not image.isNull():
         document.addResource(QTextDocument.ResourceType.ImageResource, IMAGE_URL, image)
-    document.setHtml(report_html(record, result, not image.isNull(), card))
+    document.setHtml(report_html(record, result, not image.isNull()))
     _fit_one_page(document, writer)
     document.print_(writer)
 

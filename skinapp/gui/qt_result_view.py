@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,6 @@ from PySide6.QtWidgets import (
 
 from skinapp.gui import result_text as rt
 from skinapp.gui.jobs_state import JobRecord, JobStore
-from skinapp.gui.models_catalog import CardIndex
 from skinapp.gui.qt_overlay import QtOverlayImage, load_oriented
 from skinapp.gui.qt_report import export_json, export_pdf
 
@@ -146,12 +144,10 @@ class QtResultView(QWidget):
         self,
         store: JobStore,
         settings: QSettings,
-        cards: CardIndex | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
         self.store = store
-        self.cards = cards
         self._settings = settings
         self.job_id: str | None = None
         self._shown_key: tuple[str, str, bool, str | None] | None = None
@@ -265,9 +261,8 @@ class QtResultView(QWidget):
             widget.setVisible(result is not None)
         self.json_button.setEnabled(result is not None)
         self.pdf_button.setEnabled(result is not None)
-        _fill_form(
-            self.model_card, rt.model_card(result, self._card(result)) if result else [], self
-        )
+        # the result's own `model` block: what the card says travels with the result
+        _fill_form(self.model_card, rt.model_card(result) if result else [], self)
         if result is None or record is None:
             _fill_form(self.batch_summary, [], self)
             return
@@ -277,12 +272,6 @@ class QtResultView(QWidget):
             self.items.hide()
             _fill_form(self.batch_summary, [], self)
             self.single.show_result(result, record.local_paths[0] if record.local_paths else None)
-
-    def _card(self, result: Mapping[str, Any] | None) -> dict[str, Any] | None:
-        model = (result or {}).get("model")
-        if self.cards is None or not isinstance(model, Mapping) or not model.get("sha256"):
-            return None
-        return self.cards.find(str(model["sha256"]))
 
     def _show_progress(self, record: JobRecord | None) -> None:
         self.state.setText(self._state_text(record) if record else "Drop images to start.")
@@ -357,7 +346,7 @@ class QtResultView(QWidget):
     def export_pdf_dialog(self) -> None:
         target = self._ask_target(".pdf", "PDF")
         if target is not None and self.record is not None:
-            self._export(partial(export_pdf, card=self._card(self.record.result)), target)
+            self._export(export_pdf, target)
 
     def _export(self, writer: Any, target: Path) -> None:
         try:

@@ -1,6 +1,6 @@
 """Settings: worker concurrency, device, result retention, models folder (applied the next
-time this window starts the stack), and a Models page listing installed checkpoints with
-import and verify (run as `skinapp models import|verify` child processes)."""
+time this window starts the stack), and the Models page (`qt_models_page`): the stack's
+checkpoints with their evaluations, import and verify."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import os
 import re
 from pathlib import Path
 
-from PySide6.QtCore import QProcess, QProcessEnvironment, QSettings
-from PySide6.QtGui import QStandardItem, QStandardItemModel
+from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -21,17 +20,18 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QPlainTextEdit,
     QPushButton,
     QSpinBox,
-    QTableView,
     QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
+from skinapp.client import Client
 from skinapp.config import Settings
-from skinapp.gui.models_catalog import HEADERS, read_cards
+from skinapp.gui.models_catalog import ModelsCatalog
+from skinapp.gui.qt_async import AsyncRunner
+from skinapp.gui.qt_models_page import QtModelsPage
 
 logger = logging.getLogger(__name__)
 
@@ -67,85 +67,27 @@ def _number(value: object, default: float) -> float:
         return float(default)
 
 
-class QtModelsPage(QWidget):
-    def __init__(self, models_dir: Path, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.models_dir = models_dir
-        self.model = QStandardItemModel(0, len(HEADERS), self)
-        self.model.setHorizontalHeaderLabels(list(HEADERS))
-        self.table = QTableView(self)
-        self.table.setModel(self.model)
-        self.table.horizontalHeader().setStretchLastSection(True)
-        self.output = QPlainTextEdit(self)
-        self.output.setReadOnly(True)
-        self.output.setMaximumHeight(120)
-        self.process: QProcess | None = None
-        buttons = QHBoxLayout()
-        for text, slot in (
-            ("Refresh", self.refresh),
-            ("Import…", self.import_dialog),
-            ("Verify", self.verify),
-        ):
-            button = QPushButton(text, self)
-            button.clicked.connect(slot)
-            buttons.addWidget(button)
-        buttons.addStretch(1)
-        layout = QVBoxLayout(self)
-        layout.addWidget(QLabel(f"Checkpoints in {models_dir}", self))
-        layout.addWidget(self.table, 1)
-        layout.addLayout(buttons)
-        layout.addWidget(self.output)
-        self.refresh()
-
-    def refresh(self) -> None:
-        self.model.removeRows(0, self.model.rowCount())
-        for entry in read_cards(self.models_dir):
-            self.model.appendRow([QStandardItem(text) for text in entry.columns()])
-        self.table.resizeColumnsToContents()
-
-    def import_dialog(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Import a checkpoint folder")
-        if folder:
-            self.run_models_command("import", folder)
-
-    def verify(self) -> None:
-        self.run_models_command("verify")
-
-    def run_models_command(self, *args: str) -> QProcess:
-        """`skinapp models …` as a child process; its output lands in the box below."""
-        process = QProcess(self)
-        env = QProcessEnvironment.systemEnvironment()
-        env.insert("SKINAPP_MODELS_DIR", str(self.models_dir))
-        process.setProcessEnvironment(env)
-        process.setProcessChannelMode(QProcess.ProcessChannelMode.MergedChannels)
-        process.readyReadStandardOutput.connect(lambda: self._append(process))
-        process.finished.connect(lambda code, _status: self._finished(args[0], code))
-        self.output.appendPlainText(f"$ skinapp models {' '.join(args)}")
-        # imported here: the stack package (redis, psutil) must not delay drawing the window
-        from skinapp.stack.process import skinapp_command
-
-        argv = skinapp_command("models", *args)  # the bundle's own executable when frozen
-        process.start(argv[0], argv[1:])
-        self.process = process
-        return process
-
-    def _append(self, process: QProcess) -> None:
-        text = bytes(process.readAllStandardOutput().data()).decode("utf-8", "replace")
-        self.output.appendPlainText(text.rstrip())
-
-    def _finished(self, what: str, code: int) -> None:
-        self.output.appendPlainText(f"{what}: {'done' if code == 0 else f'failed (exit {code})'}")
-        self.refresh()
-
-
 class QtSettingsDialog(QDialog):
-    def __init__(self, store: QSettings, settings: Settings, parent: QWidget | None = None) -> None:
+    """`client` and `runner`: the dashboard's, once attached; the Models page lists the
+    stack's checkpoints through them (without, the local folder's cards)."""
+
+    def __init__(
+        self,
+        store: QSettings,
+        settings: Settings,
+        parent: QWidget | None = None,
+        *,
+        client: Client | None = None,
+        runner: AsyncRunner | None = None,
+    ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Settings")
         self.store = store
         self.tabs = QTabWidget(self)
         self.tabs.addTab(self._stack_page(settings), "Stack")
-        self.models_page = QtModelsPage(Path(self.models_dir.text()), self)
+        self.models_page = QtModelsPage(
+            ModelsCatalog(), Path(self.models_dir.text()), runner, client, self
+        )
         self.tabs.addTab(self.models_page, "Models")
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel, self
@@ -155,7 +97,7 @@ class QtSettingsDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addWidget(self.tabs)
         layout.addWidget(buttons)
-        self.resize(720, 460)
+        self.resize(1040, 860)
 
     def _stack_page(self, settings: Settings) -> QWidget:
         page = QWidget(self)

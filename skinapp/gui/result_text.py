@@ -142,10 +142,9 @@ def accuracy_of(model: Mapping[str, Any]) -> str:
     return "not stated"
 
 
-def model_card(
-    result: Mapping[str, Any], card: Mapping[str, Any] | None = None
-) -> list[tuple[str, str]]:
-    """The result's `model` block, completed from its full card when the caller has it."""
+def model_card(result: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The result's `model` block: the card fields travel with the result (issue 11), so a
+    dashboard whose workers run elsewhere shows them without any models folder."""
     model = result.get("model")
     if not isinstance(model, Mapping):
         return [("Model", "not named in the result")]
@@ -154,10 +153,10 @@ def model_card(
         ("Model", f"{model.get('name', '?')} {model.get('version', '')}".strip()),
         ("Task", str(model.get("task") or "—")),
         ("Intended use", use.upper() if use == "demo" else use),
-        ("Validation accuracy", accuracy_of(card or model)),
+        ("Validation accuracy", accuracy_of(model)),
         ("Checkpoint sha256", str(model.get("sha256") or "—")[:16]),
     ]
-    data = _mapping((card or model).get("training_data"))  # the result carries it too
+    data = _mapping(model.get("training_data"))
     if data.get("source"):
         rows.append(("Training data", str(data["source"])))
     return rows

@@ -17,10 +17,11 @@ from skinapp import __version__
 from skinapp.config import Settings
 from skinapp.server import errors, openapi
 from skinapp.server.auth_limits import FailedAuthLimiter
+from skinapp.server.checkpoints import CheckpointVerifier
 from skinapp.server.edges import EdgeMiddleware
 from skinapp.server.lan import LanInfo, bind_names
 from skinapp.server.pairing import PairingStore
-from skinapp.server.routes import devices, events, jobs, phone, storage, sync
+from skinapp.server.routes import devices, events, jobs, models, phone, storage, sync
 from skinapp.server.state import ServerState
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ def create_app(settings: Settings, lan_info: LanInfo | None = None) -> FastAPI:
     )
     app.state.lan = lan_info
     app.state.auth_limiter = FailedAuthLimiter()
+    app.state.verifier = CheckpointVerifier()  # GET /models: digest checks, kept per folder
     errors.install(app)
     openapi.install(app)  # every error status and the {detail, code} body in the schema
     app.include_router(jobs.router)
@@ -67,6 +69,7 @@ def create_app(settings: Settings, lan_info: LanInfo | None = None) -> FastAPI:
     app.include_router(phone.router)
     app.include_router(storage.router)
     app.include_router(devices.router)
+    app.include_router(models.router)
     lan_names = [lan_info.host, *lan_info.names] if lan_info else []
     lan_names += bind_names(settings.host)  # `--host`: the address it was bound to
     app.add_middleware(EdgeMiddleware, lan_names=lan_names)  # Host allow-list, nosniff

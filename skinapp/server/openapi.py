@@ -39,7 +39,7 @@ REASONS = {
     400: "Malformed request (a multipart body that cannot be parsed)",
     401: "No token, or an unknown or revoked one",
     403: "Someone else's job, or an admin-only action",
-    404: "Unknown job",
+    404: "Unknown job (or checkpoint, or evaluation plot)",
     409: "The job was cancelled",
     413: "Upload too large (a file, the request, or too many files)",
     415: "Not an image, or a format outside the allow-list",

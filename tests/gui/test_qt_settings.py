@@ -1,4 +1,4 @@
-"""Settings dialog and Models page (cards read from disk, no torch), without a stack."""
+"""Settings dialog and Models page without a stack: the local folder's cards (no torch)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PySide6.QtCore import Qt
 
 from skinapp.config import load_settings
 from skinapp.gui.models_catalog import read_cards
@@ -39,9 +40,18 @@ def models(tmp_path: Path) -> Path:
 
 
 def test_cards_are_listed_with_demo_and_accuracy_and_broken_ones_explained(models: Path) -> None:
-    entries = {e.folder.name: e for e in read_cards(models)}
-    assert entries["lesion-demo"].columns()[:5] == ("lesion-demo", "lesion", "1", "DEMO", "90.0 %")
+    entries = {e.id: e for e in read_cards(models)}
+    assert entries["lesion-demo"].columns() == (
+        "lesion-demo",
+        "lesion",
+        "1",
+        "DEMO",
+        "90.0 %",
+        "",
+        "—",  # a local card is not checked until Verify runs
+    )
     assert entries["broken"].problem.startswith("unreadable card")
+    assert entries["broken"].columns()[-1] == "FAILED"
 
 
 def test_dialog_saves_choices_that_apply_next_start_unless_the_env_says_otherwise(
@@ -50,7 +60,9 @@ def test_dialog_saves_choices_that_apply_next_start_unless_the_env_says_otherwis
     settings = load_settings(data_dir=tmp_path / "data", models_dir=models)
     dialog = QtSettingsDialog(qsettings, settings)
     qtbot.addWidget(dialog)
-    assert dialog.models_page.model.rowCount() == 2
+    page = dialog.models_page
+    assert page.table_model.rowCount() == 2
+    assert "not attached to a stack" in page.source.text()
     dialog.concurrency.setValue(1)
     dialog.device.setCurrentText("cuda:1")
     dialog.retention.setValue(7)
@@ -84,14 +96,14 @@ def test_verify_runs_the_models_command_as_a_child(
     assert "usage: skinapp" in text  # the child's own output reached the box
 
 
-def test_card_index_finds_a_card_by_weights_sha(models: Path) -> None:
-    from skinapp.gui.models_catalog import CardIndex
-    from skinapp.gui.result_text import model_card
-
-    card = CardIndex(models).find("f" * 64)
-    assert card is not None and card["name"] == "lesion-demo"
-    result = {
-        "model": {"name": "lesion-demo", "version": "1", "sha256": "f" * 64, "intended_use": "demo"}
-    }
-    assert dict(model_card(result, card))["Validation accuracy"] == "90.0 %"
-    assert CardIndex(models).find("0" * 64) is None
+def test_card_text_is_shown_as_text_not_markup(qtbot: Any, qsettings: Any, tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    write_card(models, "markup", task="lesion", version="<b>1</b>", intended_use="research")
+    settings = load_settings(data_dir=tmp_path / "data", models_dir=models)
+    dialog = QtSettingsDialog(qsettings, settings)
+    qtbot.addWidget(dialog)
+    detail = dialog.models_page.detail
+    label = detail.value_labels["Checkpoint"]
+    assert label.text() == "markup <b>1</b> (markup)"
+    assert label.textFormat() == Qt.TextFormat.PlainText
+    assert detail.no_evaluation.text().startswith("No evaluation yet — run `skinapp models")
