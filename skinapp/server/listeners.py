@@ -26,6 +26,23 @@ from skinapp.server import lan, tls
 logger = logging.getLogger(__name__)
 
 
+class HealthPollFilter(logging.Filter):
+    """Drops the access-log line of a successful `GET /jobs/health` from this machine.
+
+    The supervisor probes the API every 2 s and the dashboard polls health: ~43k lines a day
+    that bury the requests an IT person looks for. Failed probes and every other request,
+    health from another address included, are still logged.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if not isinstance(args, tuple) or len(args) != 5:
+            return True
+        client, method, path, _version, status = args
+        local = str(client).startswith(("127.", "::1", "[::1]"))
+        return not (local and method == "GET" and path == "/jobs/health" and status == 200)
+
+
 class _QuietServer(uvicorn.Server):
     # serve_api handles the signals for both servers; uvicorn would re-raise them at exit.
     def capture_signals(self) -> Any:
@@ -123,6 +140,8 @@ def serve_api(
         lan_server = _QuietServer(lan_config(app, settings, cert))
         lan.write_lan_info(settings, info)
         logger.info("LAN listener on %s (certificate %s)", info.url, info.fingerprint)
+    # after the configs: building one applies uvicorn's logging config
+    logging.getLogger("uvicorn.access").addFilter(HealthPollFilter())
     _stop_on_signals([s for s in (main, lan_server) if s is not None])
     try:
         asyncio.run(_serve_both(main, lan_server, sock))

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.tasks.helpers import MiniStack
+from tests.tasks.helpers import MiniStack, wait_for
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
@@ -74,3 +74,19 @@ def test_health_degraded_healthy_unhealthy_and_back(mini: MiniStack) -> None:
     mini.procs["batch"].stop(signal.SIGKILL)
     body = mini.health_when(lambda b: b["status"] != "healthy", timeout=15)
     assert body["status"] == "degraded" and body["workers"] == ["interactive@test"]
+
+
+def test_successful_health_polls_from_this_machine_are_not_access_logged(mini: MiniStack) -> None:
+    mini.health_when(lambda body: True)  # the API is up
+    for _ in range(5):
+        assert httpx.get(f"{mini.api_url}/jobs/health", timeout=10).status_code == 200
+    denied = httpx.get(f"{mini.api_url}/jobs/list", headers={"Authorization": "Bearer x"})
+    assert denied.status_code == 401
+    log = mini.tmp / "api.log"
+
+    def logged() -> str | None:
+        text = log.read_text(encoding="utf-8", errors="replace")
+        return text if '"GET /jobs/list HTTP/1.1" 401' in text else None
+
+    text = wait_for(logged, timeout=10)
+    assert '"GET /jobs/health HTTP/1.1" 200' not in text
