@@ -4,9 +4,10 @@ and while a batch runs, with the batch worker at normal priority and niced, in o
     python bench/bench_priority.py [--samples 20] [--batch-images 50] [--batch-size 4000x3000]
                                    [--rounds 1] [--nice 10]
 
-Each round starts the real stack twice in a temp data dir (demo checkpoints from
-`.cache/test-models`): once with `SKINAPP_BATCH_NICE=0` ("before") and once with the nice
-value ("after"). On each: `--samples` interactive jobs one after another on an idle stack,
+Each round starts the real stack three times in a temp data dir (demo checkpoints from
+`.cache/test-models`): with `SKINAPP_BATCH_NICE=0` and the batch keeping its torch threads
+(`SKINAPP_BATCH_YIELD_THREADS=0`, "before"), with the nice value and its threads kept, and
+with the nice value and the batch on one torch thread while interactive jobs wait ("after"). On each: `--samples` interactive jobs one after another on an idle stack,
 then one batch of `--batch-images` camera-sized images and, from the moment its upload was
 accepted until it ends, interactive jobs one after another. The upload's own validation in
 the API is outside the measured window (it is admission, not the batch worker). Target of
@@ -90,9 +91,16 @@ def while_batch_runs(client: Client, image: bytes, batch: list[bytes]) -> tuple[
 
 
 def measure(
-    root: Path, label: str, nice: int, samples: int, image: bytes, batch: list[bytes]
+    root: Path,
+    label: str,
+    mode: tuple[int, bool],
+    samples: int,
+    image: bytes,
+    batch: list[bytes],
 ) -> Figures:
-    os.environ["SKINAPP_BATCH_NICE"] = str(nice)  # the stack's children inherit it
+    nice, yielding = mode
+    os.environ["SKINAPP_BATCH_NICE"] = str(nice)  # the stack's children inherit them
+    os.environ["SKINAPP_BATCH_YIELD_THREADS"] = "1" if yielding else "0"
     settings = load_settings(
         data_dir=root / "data", models_dir=MODELS, port=free_port(), log_level="WARNING"
     )
@@ -115,12 +123,12 @@ def measure(
 def print_table(rows: list[Figures], batch: int, size: str) -> None:
     print(f"\ninteractive {INTERACTIVE} 640x480 while a {batch} x {size} batch runs")
     print(
-        f"{'batch worker':<18}{'idle p50':>10}{'idle p95':>10}{'busy p50':>10}{'busy p95':>10}"
+        f"{'batch worker':<20}{'idle p50':>10}{'idle p95':>10}{'busy p50':>10}{'busy p95':>10}"
         f"{'n busy':>8}{'p95 ratio':>11}{'batch s':>9}"
     )
     for r in rows:
         print(
-            f"{r.label:<18}{statistics.median(r.idle) * 1000:>10.0f}{p95(r.idle) * 1000:>10.0f}"
+            f"{r.label:<20}{statistics.median(r.idle) * 1000:>10.0f}{p95(r.idle) * 1000:>10.0f}"
             f"{statistics.median(r.busy) * 1000:>10.0f}{p95(r.busy) * 1000:>10.0f}"
             f"{len(r.busy):>8}{p95(r.busy) / p95(r.idle):>11.2f}{r.batch_s:>9.1f}"
         )
@@ -134,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-images", type=int, default=50)
     parser.add_argument("--batch-size", default="4000x3000", help="WxH of the batch images")
     parser.add_argument("--rounds", type=int, default=1, help="before/after pairs, alternated")
-    parser.add_argument("--nice", type=int, default=10, help="the 'after' nice value")
+    parser.add_argument("--nice", type=int, default=10, help="the niced rows' nice value")
     args = parser.parse_args(argv)
     from skinapp.models.demo import ensure_demo_checkpoints
 
@@ -144,9 +152,14 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="skinapp-prio-") as tmp:
         for i in range(args.rounds):
-            for label, nice in (("nice 0 (before)", 0), (f"nice {args.nice} (after)", args.nice)):
-                root = Path(tmp) / f"{i}-{nice}"
-                rows.append(measure(root, label, nice, args.samples, image, batch))
+            modes = (
+                ("nice 0 (before)", (0, False)),
+                (f"nice {args.nice}", (args.nice, False)),
+                (f"nice {args.nice}, yield", (args.nice, True)),
+            )
+            for j, (label, mode) in enumerate(modes):
+                root = Path(tmp) / f"{i}-{j}"
+                rows.append(measure(root, label, mode, args.samples, image, batch))
     print_table(rows, args.batch_images, args.batch_size)
     return 0
 

@@ -137,6 +137,10 @@ class Settings(BaseSettings):
     # no job, and its successor starts at once (skinapp/tasks/pool.py); False: Celery's own
     # prefork pool, every child at the same limit (bench/bench_recycle.py compares the two).
     worker_recycle_stagger: bool = True
+    # True: a running batch uses one torch thread while interactive jobs are queued or running
+    # (skinapp/tasks/priority.py). Off: on 2 cores it did not help the interactive p95 (the
+    # nice value already does) and made the batch up to 6x slower (bench/bench_priority.py).
+    batch_yield_threads: bool = False
     start_timeout: float = Field(default=60.0, gt=0)
     # --- phones on the clinic LAN (issue 12): a second, HTTPS-only listener ---------------
     lan: bool = False  # `serve --lan`, or the dashboard's "Allow phones on the clinic network"

@@ -19,7 +19,7 @@ from skinapp.errors import InvalidImage, InvalidRequest
 from skinapp.models import dermoscopy, domain, histopathology, results, risk
 from skinapp.models.imaging import WORK_MAX_SIDE, DecodedImage, decode_image, shrink
 from skinapp.models.options import Options, parse_options
-from skinapp.models.progress import OnProgress, ShouldStop, Steps
+from skinapp.models.progress import OnProgress, ShouldStop, ShouldYield, Steps
 from skinapp.models.quality import assess_quality
 
 logger = logging.getLogger(__name__)
@@ -33,8 +33,13 @@ def analyze(
     options: dict[str, Any] | None = None,
     on_progress: OnProgress | None = None,
     should_stop: ShouldStop | None = None,
+    should_yield: ShouldYield | None = None,
 ) -> dict[str, Any]:
-    """Run one analysis; returns JSON-ready data (see docs/contracts.md)."""
+    """Run one analysis; returns JSON-ready data (see docs/contracts.md).
+
+    `should_yield` (batches only): asked before each chunk; while it says True the batch's
+    forward passes use one torch thread, leaving the other cores to interactive jobs.
+    """
     start = time.perf_counter()
     if kind not in ANALYSES:
         raise InvalidRequest(f"Unknown analysis {kind!r}; expected one of {', '.join(ANALYSES)}.")
@@ -43,7 +48,7 @@ def analyze(
     if kind == "batch-skin-check":
         from skinapp.models.batch import run_batch
 
-        result = run_batch(images, opts, on_progress, should_stop)
+        result = run_batch(images, opts, on_progress, should_stop, should_yield)
     else:
         steps = Steps(_STEP_COUNTS[kind], on_progress, should_stop)
         result = _RUNNERS[kind](images[0], opts, steps)

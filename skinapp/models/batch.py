@@ -24,7 +24,7 @@ from skinapp.models.analyses import assemble_full
 from skinapp.models.classifier import LoadedClassifier, Scored, get_classifier
 from skinapp.models.imaging import DecodedImage, decode_image, sha256_hex
 from skinapp.models.options import Options
-from skinapp.models.progress import OnProgress, ShouldStop, Steps
+from skinapp.models.progress import OnProgress, ShouldStop, ShouldYield, Steps
 from skinapp.models.quality import assess_quality
 from skinapp.models.results import DEMO_WARNING
 
@@ -53,8 +53,10 @@ def run_batch(
     opts: Options,
     on_progress: OnProgress | None,
     should_stop: ShouldStop | None,
+    should_yield: ShouldYield | None = None,
 ) -> dict[str, Any]:
     binary, lesion = get_classifier("binary"), get_classifier("lesion")
+    threads = ThreadShare(should_yield)
     steps = Steps(len(images), on_progress, should_stop)
     sizes = {binary.input_size, lesion.input_size}
     items: list[dict[str, Any]] = []
@@ -68,6 +70,7 @@ def run_batch(
                 if steps.stop_requested():
                     stopped = True
                     break
+                threads.adjust()
                 chunk = list(range(start, min(start + CHUNK, len(images))))
                 items.extend(_run_chunk(chunk, futures, images, opts, binary, lesion, steps))
         except Exception as exc:
@@ -79,10 +82,36 @@ def run_batch(
             logger.warning("batch stopped by the time limit after %d images", len(items))
             stopped = True
         finally:
+            threads.restore()
             for future in futures:
                 future.cancel()
     steps.report(len(items), "Stopped" if stopped else "Done")
     return summarise(images, items, stopped, [binary.checkpoint.info(), lesion.checkpoint.info()])
+
+
+class ThreadShare:
+    """The batch's torch threads: all it was given, or one while interactive work waits.
+
+    The batch worker is niced already, but its torch threads still fill every core between
+    the scheduler's decisions; at one thread an interactive job finds a core free.
+    """
+
+    def __init__(self, should_yield: ShouldYield | None) -> None:
+        self.should_yield = should_yield
+        self.full = self.current = torch.get_num_threads()
+
+    def adjust(self) -> None:
+        if self.should_yield is None:
+            return
+        self._set(1 if self.should_yield() else self.full)
+
+    def restore(self) -> None:
+        self._set(self.full)
+
+    def _set(self, threads: int) -> None:
+        if threads != self.current:
+            torch.set_num_threads(threads)
+            self.current = threads
 
 
 def _run_chunk(

@@ -11,6 +11,7 @@ logger = logging.getLogger(__name__)
 
 OnProgress = Callable[[int, int, str], None]
 ShouldStop = Callable[[], bool]
+ShouldYield = Callable[[], bool]  # True while other (interactive) work waits for the CPU
 
 
 class Steps:

@@ -368,6 +368,16 @@ class JobStore:
         if ids:
             self.redis.zrem(keys.INFLIGHT, *ids)
 
+    def queues_in_flight(self, limit: int = 1000) -> set[str]:
+        """The queues of the jobs that may not have ended yet (two round trips)."""
+        ids = self.inflight(limit)
+        if not ids:
+            return set()
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hget(keys.job(job_id), "queue")
+        return {str(queue) for queue in pipe.execute() if queue}
+
     def mark_requeued(self, job_id: str, *, now: float | None = None) -> int:
         """Count a message the sweep sent again; the new count."""
         now = time.time() if now is None else now

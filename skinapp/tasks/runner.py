@@ -22,6 +22,7 @@ from skinapp.tasks.broker_wait import is_outage, patiently
 from skinapp.tasks.celery_app import TASK_NAME
 from skinapp.tasks.connection import CONNECTION_ERRORS
 from skinapp.tasks.jobs import CANCELLED_MESSAGE, Holder, JobRecord, Progress, Summary, no_progress
+from skinapp.tasks.priority import BATCH_QUEUE, InteractiveWaiting
 from skinapp.tasks.progress import Throttle
 
 logger = logging.getLogger(__name__)
@@ -255,6 +256,12 @@ class JobRun:
             return
         raise retry
 
+    def _yield_check(self) -> InteractiveWaiting | None:
+        """For a batch: whether interactive jobs wait (then it runs on one torch thread)."""
+        if self.record.queue != BATCH_QUEUE or not self.ctx.settings.batch_yield_threads:
+            return None
+        return InteractiveWaiting(self.ctx.jobs)
+
     # --- the run --------------------------------------------------------------------
     def execute(self) -> str:
         try:
@@ -272,6 +279,7 @@ class JobRun:
                 dict(self.record.options),
                 on_progress=self.on_progress,
                 should_stop=self.should_stop,
+                should_yield=self._yield_check(),
             )
         except JobCancelled:
             return self.cancelled()
