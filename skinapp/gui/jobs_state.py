@@ -93,6 +93,17 @@ class JobRecord:
         return level if isinstance(level, str) else None
 
     @property
+    def risk_text(self) -> str:
+        """The table's Risk cell: the level, or "Not assessed" when the input-domain gate
+        withheld it (an empty cell would read as "no risk")."""
+        if self.risk_level:
+            return self.risk_level.capitalize()
+        assessment = (self.result or {}).get("assessment")
+        if isinstance(assessment, dict) and assessment.get("in_domain") is False:
+            return "Not assessed"
+        return "Not assessed" if (self.summary or {}).get("in_domain") is False else ""
+
+    @property
     def demo(self) -> bool:
         source = self.result or self.summary or {}
         return bool(source.get("demo"))

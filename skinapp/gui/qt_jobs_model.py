@@ -142,7 +142,7 @@ class JobsTableModel(QAbstractTableModel):
             COL_PROGRESS: _progress_text(record),
             COL_SUBMITTED: format_time(record.submitted_at),
             COL_DURATION: format_duration(record.elapsed(now)),
-            COL_RISK: (record.risk_level or "").capitalize(),
+            COL_RISK: record.risk_text,
         }
         return values.get(column)
 

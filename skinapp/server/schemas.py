@@ -19,6 +19,7 @@ class Summary(BaseModel):
     predicted_label: str | None = None
     confidence: float | None = None
     demo: bool = False
+    in_domain: bool | None = None  # False: not assessed (the image is unlike the training data)
 
 
 class JobSubmitted(BaseModel):

@@ -97,6 +97,7 @@ class Summary(TypedDict):
     predicted_label: str | None
     confidence: float | None
     demo: bool
+    in_domain: bool | None  # False: the input-domain gate withheld the assessment
 
 
 def no_progress(stage: str = "", total: int = 0) -> Progress:

@@ -46,11 +46,14 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def summarize(result: dict[str, Any]) -> Summary:
+    assessment = result.get("assessment")
+    in_domain = assessment.get("in_domain") if isinstance(assessment, dict) else None
     return {
         "risk_level": result.get("risk_level"),
         "predicted_label": result.get("predicted_label"),
         "confidence": result.get("confidence"),
         "demo": bool(result.get("demo")),
+        "in_domain": in_domain if isinstance(in_domain, bool) else None,
     }
 
 

@@ -156,3 +156,16 @@ def test_parse_time_accepts_z_and_naive_as_utc() -> None:
     assert parse_time("2026-01-01T12:00:00Z") == T0
     assert parse_time("2026-01-01T12:00:00") == T0
     assert parse_time("not a time") is None and parse_time(None) is None
+
+
+def test_a_withheld_assessment_reads_not_assessed_not_blank(store) -> None:
+    jobs, _clock, _seen = store
+    jobs.add_submitted(submit_answer(), [Path("cup.jpg")], {})
+    summary = {"risk_level": None, "demo": True, "in_domain": False}
+    jobs.apply_event({"job_id": "j1", "status": "SUCCESS", "summary": summary})
+    record = jobs.get("j1")
+    assert record is not None and record.risk_level is None
+    assert record.risk_text == "Not assessed"
+    summary = {"risk_level": "medium", "demo": True, "in_domain": True}
+    jobs.apply_event({"job_id": "j1", "status": "SUCCESS", "summary": summary})
+    assert record.risk_text == "Medium"

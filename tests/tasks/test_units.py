@@ -51,7 +51,10 @@ def test_summary_of_a_result() -> None:
         "predicted_label": "Melanoma",
         "confidence": 0.8,
         "demo": True,
+        "in_domain": None,  # a result without an assessment block
     }
+    withheld = {"risk_level": None, "demo": True, "assessment": {"in_domain": False}}
+    assert summarize(withheld)["in_domain"] is False
 
 
 def test_progress_throttle_keeps_the_last_value_of_a_burst() -> None:
