@@ -177,10 +177,10 @@ def test_a_job_that_cannot_be_queued_ends_failed_with_its_event(
     time, and the terminal event reaches whoever waits for the job."""
     from skinapp.config import load_settings
     from skinapp.errors import BrokerUnavailable
+    from skinapp.image_folder import ImageFolder
     from skinapp.server.service import _store_and_enqueue
     from skinapp.server.state import ServerState
     from skinapp.server.uploads import UploadedFile
-    from skinapp.image_folder import ImageFolder
     from skinapp.tasks import BlobStore, JobStore, NewJob, configure
     from tests.tasks.helpers import free_port
 
