@@ -395,7 +395,9 @@ class QtResultView(QWidget):
     def export_pdf_dialog(self) -> None:
         target = self._ask_target(".pdf", "PDF")
         if target is not None and self.record is not None:
-            self._export(partial(export_pdf, card=self._card(self.record.result)), target)
+            fetched = self.images.cached(self.record.job_id, 0) if self.images else None
+            card = self._card(self.record.result)
+            self._export(partial(export_pdf, card=card, image_bytes=fetched), target)
 
     def _export(self, writer: Any, target: Path) -> None:
         try:
