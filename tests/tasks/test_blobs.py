@@ -202,3 +202,26 @@ def test_live_workers_are_counted_without_a_keyspace_walk(rclient: redis.Redis) 
     score = rclient.zscore(keys.HEARTBEATS, "w1@host")
     assert score is not None and 0 < score - server_now <= HEARTBEAT_TTL + 1
     assert _scans(rclient) == before
+
+
+# --- what health, /jobs/storage and doctor say about the folder -------------------------
+def test_storage_figures_and_warnings_name_the_image_folder(tiny_disk: Path) -> None:
+    from skinapp.server.storage import image_figures, images_warning
+    from skinapp.stack.doctor import check_images
+
+    settings = load_settings(data_dir=tiny_disk, result_ttl_days=30)
+    folder = ImageFolder(settings.images_dir)
+    folder.put(b"one")
+    folder.put(b"three")
+    figures = image_figures(folder, settings.image_retention_seconds)
+    assert (figures["image_count"], figures["image_bytes"]) == (2, 8)
+    assert figures["images_dir"] == str(tiny_disk / "images")
+    assert 0 < figures["images_free_bytes"] <= 256 * 1024
+    assert figures["image_retention_days"] == 30
+    assert images_warning(folder, min_free=1) is None
+    warning = images_warning(folder, min_free=1 << 20)  # the 256 KB disk is "nearly full"
+    assert warning is not None and str(folder.root) in warning
+    doctor = check_images(settings)  # 2 x the largest request does not fit: WARN
+    assert doctor.level == "WARN" and "2 images" in doctor.detail and "nearly full" in doctor.detail
+    roomy = check_images(load_settings(data_dir=tiny_disk, max_request_mb=0.01))
+    assert roomy.level == "ok" and "kept 30 days" in roomy.detail
