@@ -1,9 +1,9 @@
 """Store benchmark (not a test), issue 14: what K jobs of 12-MP photos leave in the server.
 
-    python bench/bench_store.py [--jobs 20] [--analysis dermoscopy]
+    python bench/bench_store.py [--jobs 20] [--analysis dermoscopy] [--window 20]
 
 Starts a stack in a temp dir, submits K distinct 12-MP JPEGs (about 3 MB each) through the
-API, waits for all of them, and prints the server's `used_memory` and AOF size before, at the
+API with at most `--window` of them unfinished, waits for all of them, and prints the server's `used_memory` and AOF size before, at the
 peak (sampled every 0.2 s while the jobs run) and after, the blob keys left, and the image
 folder's count and size. The baseline, from the same run, is the images' own total: what the
 server held for a day after the jobs when image bytes lived there with a 24-h TTL (and for
@@ -68,11 +68,26 @@ class Sampler:
         self._thread.join()
 
 
+def submit_windowed(
+    client: Client, analysis: str, images: list[bytes], window: int
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """Keep at most `window` jobs unfinished (a clinic's photos arrive over the day, not as
+    one upload of all of them); the job ids and their final bodies, in order."""
+    ids: list[str] = []
+    done: list[dict[str, Any]] = []
+    for n, photo in enumerate(images):
+        if len(ids) - len(done) >= window:
+            done.append(client.wait(ids[len(done)], timeout=900))
+        ids.append(client.submit(analysis, (f"{n}.jpg", photo))["job_id"])
+    done += [client.wait(job_id, timeout=900) for job_id in ids[len(done) :]]
+    return ids, done
+
+
 def figures(rs: Any) -> tuple[int, int]:
     return int(rs.info("memory")["used_memory"]), int(rs.info("persistence")["aof_current_size"])
 
 
-def run(root: Path, count: int, analysis: str) -> None:
+def run(root: Path, count: int, analysis: str, window: int) -> None:
     images = photos(count)
     total = sum(len(p) for p in images)
     settings = load_settings(
@@ -85,8 +100,7 @@ def run(root: Path, count: int, analysis: str) -> None:
         mem0, aof0 = figures(rs)
         started = time.perf_counter()
         with Client(stack.api_url, stack.admin_token) as client, Sampler(rs) as sampler:
-            ids = [client.submit(analysis, (f"{n}.jpg", p))["job_id"] for n, p in enumerate(images)]
-            done = [client.wait(job_id, timeout=900) for job_id in ids]
+            ids, done = submit_windowed(client, analysis, images, window)
             took = time.perf_counter() - started
             same = sum(
                 hashlib.sha256(client.image(job_id, 0)).digest() == hashlib.sha256(p).digest()
@@ -122,9 +136,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=20)
     parser.add_argument("--analysis", default="dermoscopy")
+    parser.add_argument("--window", type=int, default=20, help="jobs unfinished at most")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="skinapp-bench-store-") as tmp:
-        run(Path(tmp), args.jobs, args.analysis)
+        run(Path(tmp), args.jobs, args.analysis, args.window)
 
 
 if __name__ == "__main__":
