@@ -42,7 +42,7 @@ def photos(count: int) -> list[bytes]:
     pixels = np.asarray(synthetic_image((4000, 3000), 5, "lesion", "nv", render_seed=2)).copy()
     out = []
     for n in range(count):
-        pixels[:16, :16] = (n * 7) % 256
+        pixels[:16, :16] = (n % 256, n // 256, 77)  # distinct for up to 65536 photos
         out.append(encode(Image.fromarray(pixels), quality=97))
     return out
 
