@@ -40,10 +40,14 @@ def photos(count: int) -> list[bytes]:
     from tests.utils.images import encode, synthetic_image
 
     pixels = np.asarray(synthetic_image((4000, 3000), 5, "lesion", "nv", render_seed=2)).copy()
-    out = []
+    out: list[bytes] = []
     for n in range(count):
-        pixels[:16, :16] = (n % 256, n // 256, 77)  # distinct for up to 65536 photos
+        # a black 16-px square at a place of its own (a colour step that small can encode
+        # to the same JPEG bytes): distinct photos for up to 250 x 187 of them
+        x, y = 16 * (n % 250), 16 * (n // 250)
+        pixels[y : y + 16, x : x + 16] = 0
         out.append(encode(Image.fromarray(pixels), quality=97))
+    assert len({hashlib.sha256(p).digest() for p in out}) == count, "photos must differ"
     return out
 
 
