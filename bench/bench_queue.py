@@ -90,7 +90,7 @@ class RawCelery:
             image_sha256=[],
             options={},
         )
-        job.image_sha256 = [self.blobs.put(image)]
+        job.image_sha256 = [self.blobs.put(image, job_id=job.job_id)]
         self.jobs.create(job)
         result = self.app.send_task(
             TASK_NAME, args=[job.job_id], task_id=job.job_id, queue=job.queue

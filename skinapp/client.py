@@ -166,6 +166,10 @@ class Client:
             if body.get("status") in TERMINAL_STATES or left <= 0:
                 return body
 
+    def image(self, job_id: str, n: int = 0) -> bytes:
+        """The job's n-th image (0-based) as uploaded, from the workstation's image folder."""
+        return self._request("GET", f"/jobs/image/{job_id}/{n}").content
+
     def cancel(self, job_id: str) -> dict[str, Any]:
         return self._json("DELETE", f"/jobs/cancel/{job_id}")
 

@@ -111,11 +111,14 @@ class Settings(BaseSettings):
     max_upload_mb: float = Field(default=25.0, gt=0)
     max_image_pixels: int = Field(default=120_000_000, ge=1)
     result_ttl_days: float = Field(default=30.0, gt=0)
-    # Uploaded image bytes live in the in-memory server only to be analysed: workers read them
-    # (also on other machines, which share no disk), nothing reads them after the job ends
-    # (the dashboard shows its own files). Kept for the 30 days of the records, a busy clinic's
-    # photos would fill `maxmemory` within days and every upload would get 507.
-    image_ttl_hours: float = Field(default=24.0, gt=0)
+    # Uploaded image bytes live in the in-memory server only while their job is in flight
+    # (workers read them there, also on other machines, which share no disk); a finished
+    # job's images leave it at once. This is their own TTL, refreshed by the job's holder and
+    # the in-flight sweep: it only removes the blobs of jobs that were lost (issue 14).
+    blob_ttl_minutes: float = Field(default=30.0, gt=0)
+    # The images a clinic keeps: `<data dir>/images`, pruned when not re-sent for this long
+    # (None: as long as the job records, SKINAPP_RESULT_TTL_DAYS).
+    image_retention_days: float | None = Field(default=None, gt=0)
     # --- storage and connection limits (issue 9): what one paired device can make us hold --
     # All the files of one request together (a 50-photo batch of ~2.5 MB phone JPEGs).
     max_request_mb: float = Field(default=128.0, gt=0)
@@ -219,8 +222,17 @@ class Settings(BaseSettings):
         return int(self.result_ttl_days * 86400)
 
     @property
-    def image_ttl_seconds(self) -> int:
-        return max(60, int(self.image_ttl_hours * 3600))
+    def blob_ttl_seconds(self) -> int:
+        return max(60, int(self.blob_ttl_minutes * 60))
+
+    @property
+    def images_dir(self) -> Path:
+        return self.resolved_data_dir / "images"
+
+    @property
+    def image_retention_seconds(self) -> int:
+        days = self.image_retention_days or self.result_ttl_days
+        return int(days * 86400)
 
     @property
     def visibility_timeout(self) -> int:

@@ -6,13 +6,16 @@ of a finished job the window shows (events and list items carry no result)."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any, Protocol
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from skinapp import paths
 from skinapp.client import Client
 from skinapp.errors import JobNotFound, SkinappError
 from skinapp.gui.event_stream import EventFeed
@@ -31,6 +34,26 @@ HISTORY_PAGES = 4  # of 50: what a clinician scrolls back through after a restar
 PAGE = 50
 MAX_STRAGGLERS = 20
 TIME_LIMIT_CODE = "time_limit"  # the workers' error code for a job stopped at the time limit
+
+
+# (offset, leading bytes, suffix) of the formats the admission check lets in
+_SUFFIXES = (
+    (0, b"\xff\xd8\xff", ".jpg"),
+    (0, b"\x89PNG", ".png"),
+    (0, b"II*\x00", ".tif"),
+    (0, b"MM\x00*", ".tif"),
+    (8, b"WEBP", ".webp"),
+    (0, b"BM", ".bmp"),
+    (4, b"ftyp", ".heic"),
+)
+
+
+def _suffix(data: bytes) -> str:
+    """A file name suffix for fetched image bytes."""
+    for offset, magic, suffix in _SUFFIXES:
+        if data[offset : offset + len(magic)] == magic:
+            return suffix
+    return ".img"
 
 
 class Restartable(Protocol):
@@ -289,14 +312,37 @@ class DashboardController(QObject):
         self.fetch_status(job_id)
 
     def resubmit(self, job_ids: list[str]) -> None:
+        """Send jobs again with their files; a job not sent from here (a phone's) with the
+        images the API keeps, fetched into the cache dir first."""
         plans = []
         for job_id in job_ids:
             record = self.store.get(job_id)
-            if record is None or not record.local_paths:
-                self.notify.emit(
-                    "warning",
-                    f"Job {job_id[:8]} was not sent from here; open its files again.",
+            if record is None:
+                self.notify.emit("warning", f"Job {job_id[:8]} is no longer known.")
+            elif record.local_paths:
+                plans.append(Plan(record.analysis, list(record.local_paths), dict(record.fields)))
+            else:
+                self.runner.run(
+                    partial(self._fetch_images, job_id, len(record.filenames) or 1),
+                    partial(self._resubmit_fetched, record),
+                    partial(self._resubmit_failed, job_id),
                 )
-                continue
-            plans.append(Plan(record.analysis, list(record.local_paths), dict(record.fields)))
         self.submit(plans)
+
+    def _fetch_images(self, job_id: str, count: int) -> list[Path]:
+        """In a worker thread: the job's images from the API, as files in the cache dir."""
+        folder = paths.ensure_private_dir(paths.cache_dir() / "rerun")
+        files = []
+        for n in range(count):
+            data = self.client.image(job_id, n)
+            target = folder / f"{hashlib.sha256(data).hexdigest()}{_suffix(data)}"
+            if not target.exists():
+                target.write_bytes(data)
+            files.append(target)
+        return files
+
+    def _resubmit_fetched(self, record: JobRecord, files: list[Path]) -> None:
+        self.submit([Plan(record.analysis, files, dict(record.fields))])
+
+    def _resubmit_failed(self, job_id: str, exc: BaseException) -> None:
+        self.notify.emit("error", f"Could not send job {job_id[:8]} again: {exc}")

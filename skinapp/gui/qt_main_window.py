@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 from skinapp.client import Client
 from skinapp.config import Settings
 from skinapp.gui.health_state import HealthState
+from skinapp.gui.image_fetch import ImageFetcher
 from skinapp.gui.jobs_state import JobStore
 from skinapp.gui.phones_state import PhonesState
 from skinapp.gui.qt_async import AsyncRunner
@@ -243,6 +244,9 @@ class QtMainWindow(QMainWindow):
         self.health_panel.set_can_restart(owner is not None)
         self._owner = owner
         self.phones_panel.set_client(client)
+        self.result_view.set_images(
+            ImageFetcher(lambda: Client(api_url, token, timeout=15.0), controller.runner.post)
+        )
         controller.feed_changed.connect(self._on_feed_state)
         self._on_feed_state(False)  # until the event stream proves itself
         self.controller = controller
@@ -345,6 +349,8 @@ class QtMainWindow(QMainWindow):
         """Stop timers and threads, then what this window started (the window hides first)."""
         if self.controller is not None:
             self.controller.stop()
+            if self.result_view.images is not None:
+                self.result_view.images.stop()
             self.controller.client.close()
         self.runner.close()
         self.hide()

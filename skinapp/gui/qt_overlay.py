@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QPointF, QRectF, QSize, Qt
+from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QPointF, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QImage, QImageReader, QPainter, QPaintEvent, QPen, QPolygonF
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
@@ -22,7 +22,20 @@ def load_oriented(path: Path | None, max_side: int = 1600) -> QImage:
     """The image as the workers saw it (EXIF applied), scaled down for display."""
     if path is None or not Path(path).exists():
         return QImage()
-    reader = QImageReader(str(path))
+    return _read_oriented(QImageReader(str(path)), max_side)
+
+
+def load_oriented_bytes(data: bytes | None, max_side: int = 1600) -> QImage:
+    """`load_oriented` of an image's bytes (one fetched from the API)."""
+    if not data:
+        return QImage()
+    buffer = QBuffer()
+    buffer.setData(QByteArray(data))
+    buffer.open(QIODevice.OpenModeFlag.ReadOnly)
+    return _read_oriented(QImageReader(buffer), max_side)
+
+
+def _read_oriented(reader: QImageReader, max_side: int) -> QImage:
     reader.setAutoTransform(True)
     size = reader.size()
     if size.isValid() and max(size.width(), size.height()) > max_side:
@@ -78,6 +91,15 @@ class QtOverlayImage(QWidget):
         self._image, self._overlay = image, overlay
         self._note = note or ("Image not on this workstation" if image.isNull() else "")
         self.update()
+
+    @property
+    def image(self) -> QImage:
+        return self._image
+
+    @property
+    def note(self) -> str:
+        """What is written in place of a missing image."""
+        return self._note
 
     @property
     def has_overlay(self) -> bool:

@@ -16,7 +16,7 @@ from PySide6.QtGui import QFont, QImage, QPageLayout, QPageSize, QPdfWriter, QTe
 
 from skinapp.gui import result_text as rt
 from skinapp.gui.jobs_state import JobRecord
-from skinapp.gui.qt_overlay import load_oriented, render_with_overlay
+from skinapp.gui.qt_overlay import load_oriented, load_oriented_bytes, render_with_overlay
 
 logger = logging.getLogger(__name__)
 
@@ -106,16 +106,24 @@ def report_html(
     return f"<h2>Skin image analysis report</h2>{demo}{meta}{image}{body}{card_html}{disclaimer}"
 
 
-def _report_image(record: JobRecord, result: Mapping[str, Any]) -> QImage:
-    if rt.is_batch(result) or not record.local_paths:
+def _report_image(
+    record: JobRecord, result: Mapping[str, Any], fetched: bytes | None = None
+) -> QImage:
+    """The dropped file when there is one, else the image fetched from the API (a phone's)."""
+    if rt.is_batch(result):
         return QImage()
-    return render_with_overlay(load_oriented(record.local_paths[0], 900), result.get("overlay"))
+    if record.local_paths and Path(record.local_paths[0]).exists():
+        image = load_oriented(record.local_paths[0], 900)
+    else:
+        image = load_oriented_bytes(fetched, 900)
+    return render_with_overlay(image, result.get("overlay")) if not image.isNull() else image
 
 
-def export_pdf(record: JobRecord, target: Path) -> None:
-    """One A4 page: the document is laid out to the page and its font shrunk until it fits."""
+def export_pdf(record: JobRecord, target: Path, image_bytes: bytes | None = None) -> None:
+    """One A4 page: the document is laid out to the page and its font shrunk until it fits.
+    `image_bytes`: the image fetched from the API, for a job whose file is not on this disk."""
     result = record.result or {}
-    image = _report_image(record, result)
+    image = _report_image(record, result, image_bytes)
     writer = QPdfWriter(str(target))
     writer.setTitle(f"skinapp report {record.job_id}")
     writer.setCreator("skinapp")

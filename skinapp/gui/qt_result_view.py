@@ -6,11 +6,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QRectF, QSettings, Qt, Signal
-from PySide6.QtGui import QColor, QPainter, QPaintEvent, QStandardItem, QStandardItemModel
+from PySide6.QtGui import (
+    QColor,
+    QImage,
+    QPainter,
+    QPaintEvent,
+    QStandardItem,
+    QStandardItemModel,
+)
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
@@ -26,8 +34,9 @@ from PySide6.QtWidgets import (
 )
 
 from skinapp.gui import result_text as rt
+from skinapp.gui.image_fetch import ImageFetcher
 from skinapp.gui.jobs_state import JobRecord, JobStore
-from skinapp.gui.qt_overlay import QtOverlayImage, load_oriented
+from skinapp.gui.qt_overlay import QtOverlayImage, load_oriented, load_oriented_bytes
 from skinapp.gui.qt_report import export_json, export_pdf
 
 logger = logging.getLogger(__name__)
@@ -151,6 +160,8 @@ class QtResultView(QWidget):
         self._settings = settings
         self.job_id: str | None = None
         self._shown_key: tuple[str, str, bool, str | None] | None = None
+        self.images: ImageFetcher | None = None  # images not on this disk, from the API
+        self._wanted: tuple[str, int] | None = None  # the fetched image the view waits for
         self._build()
         store.changed.connect(self._on_changed)
         self.show_job(None)
@@ -271,7 +282,7 @@ class QtResultView(QWidget):
         else:
             self.items.hide()
             _fill_form(self.batch_summary, [], self)
-            self.single.show_result(result, record.local_paths[0] if record.local_paths else None)
+            self._show_single(record, 0, result)
 
     def _show_progress(self, record: JobRecord | None) -> None:
         self.state.setText(self._state_text(record) if record else "Drop images to start.")
@@ -315,10 +326,38 @@ class QtResultView(QWidget):
             return
         item = items[row]
         index = int(item.get("index", row))
-        path = record.local_paths[index] if index < len(record.local_paths) else None
         inner = item.get("result") if isinstance(item.get("result"), Mapping) else None
         if inner is not None:
-            self.single.show_result(inner, path)
+            self._show_single(record, index, inner)
+
+    # --- the image: the dropped file, else the API's copy ------------------------------
+    def set_images(self, images: ImageFetcher | None) -> None:
+        """Where images that are not on this disk come from (a phone's upload)."""
+        self.images = images
+
+    def _show_single(self, record: JobRecord, index: int, result: Mapping[str, Any]) -> None:
+        path = record.local_paths[index] if index < len(record.local_paths) else None
+        local = path is not None and Path(path).exists()
+        self.single.show_result(result, path if local else None)
+        self._wanted = None
+        if not local and self.images is not None:
+            self._show_fetched(record.job_id, index, result.get("overlay"))
+
+    def _show_fetched(self, job_id: str, index: int, overlay: Any) -> None:
+        assert self.images is not None
+        self._wanted = (job_id, index)
+        data = self.images.cached(job_id, index)
+        if data is not None:
+            self.single.image.set_image(load_oriented_bytes(data), overlay)
+            return
+        self.single.image.set_image(QImage(), overlay, "Fetching the image…")
+        self.images.fetch(job_id, index, partial(self._on_image, job_id, index, overlay))
+
+    def _on_image(self, job_id: str, index: int, overlay: Any, data: bytes | None) -> None:
+        if self._wanted != (job_id, index):
+            return  # the view has moved on to another job or item
+        note = "" if data else "The image could not be fetched (no longer kept?)"
+        self.single.image.set_image(load_oriented_bytes(data), overlay, note)
 
     # --- exports ----------------------------------------------------------------------
     def _ask_target(self, suffix: str, label: str) -> Path | None:
@@ -346,7 +385,8 @@ class QtResultView(QWidget):
     def export_pdf_dialog(self) -> None:
         target = self._ask_target(".pdf", "PDF")
         if target is not None and self.record is not None:
-            self._export(export_pdf, target)
+            fetched = self.images.cached(self.record.job_id, 0) if self.images else None
+            self._export(partial(export_pdf, image_bytes=fetched), target)
 
     def _export(self, writer: Any, target: Path) -> None:
         try:

@@ -1,7 +1,7 @@
 """`create_app(settings)`: the FastAPI app object (uvicorn gets the object, not a string).
 
 The lifespan connects to the server, makes the admin token if none exists, and starts the
-worker monitor; the app itself only includes routers.
+worker monitor and the image folder's prune; the app itself only includes routers.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from skinapp.server.checkpoints import CheckpointVerifier
 from skinapp.server.edges import EdgeMiddleware
 from skinapp.server.lan import LanInfo, bind_names
 from skinapp.server.pairing import PairingStore
-from skinapp.server.routes import devices, events, jobs, models, phone, storage, sync
+from skinapp.server.routes import devices, events, images, jobs, models, phone, storage, sync
 from skinapp.server.state import ServerState
 
 logger = logging.getLogger(__name__)
@@ -35,6 +35,7 @@ def _start(state: ServerState) -> None:
     state.tokens.ensure_admin(path)
     state.monitor.snapshot = state.monitor.refresh()
     state.monitor.start()
+    state.pruner.start()
 
 
 def create_app(settings: Settings, lan_info: LanInfo | None = None) -> FastAPI:
@@ -68,6 +69,7 @@ def create_app(settings: Settings, lan_info: LanInfo | None = None) -> FastAPI:
     app.include_router(sync.router)
     app.include_router(phone.router)
     app.include_router(storage.router)
+    app.include_router(images.router)
     app.include_router(devices.router)
     app.include_router(models.router)
     lan_names = [lan_info.host, *lan_info.names] if lan_info else []

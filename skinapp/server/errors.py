@@ -5,8 +5,8 @@ Besides `skinapp.errors`, three faults are translated here so that no request en
 refuses writes because it is full (`OOM command not allowed`, also when it reaches us
 wrapped in a `BrokerUnavailable`), which is a 507 with a message a person can act on.
 
-The three errors below exist only on the API side (a malformed body, a quota, a full
-server); they are `SkinappError`s, so the client maps them by status like any other.
+The errors below exist only on the API side (a malformed body, a quota, a full
+server, an image no longer kept); they are `SkinappError`s, so the client maps them by status like any other.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from skinapp.errors import AuthError, InvalidRequest, SkinappError
+from skinapp.errors import AuthError, InvalidRequest, JobNotFound, SkinappError
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,12 @@ class StorageFull(SkinappError):
 
     http_status = 507
     code = "storage_full"
+
+
+class ImageNotKept(JobNotFound):
+    """A job's image that is not in the image folder (pruned, or no such image)."""
+
+    code = "image_not_found"
 
 
 def error_body(detail: str, code: str) -> dict[str, str]:

@@ -18,6 +18,7 @@ import redis
 from celery import Celery
 
 from skinapp.config import QUEUES
+from skinapp.image_folder import ImageFolder
 from skinapp.server import storage
 from skinapp.server.storage_errors import disk_full_message, writes_refused
 from skinapp.tasks import keys
@@ -45,7 +46,7 @@ class Snapshot:
     workers: list[WorkerView] = field(default_factory=list)
     error: str | None = None
     taken_at: float = 0.0
-    storage: str | None = None  # storage.storage_warning: the server nearly full
+    storage: str | None = None  # the server, or the image folder's disk, nearly full
     disk_full: str | None = None  # the server refuses writes: its disk is full
 
 
@@ -72,17 +73,34 @@ def inspect_workers(app: Celery, expected: int) -> list[WorkerView]:
     ]
 
 
+# Read-only: entries are scored by their expiry on the server's clock (the workers' beat).
+_COUNT_BEATS = """
+return redis.call('ZCOUNT', KEYS[1], '(' .. redis.call('TIME')[1], '+inf')
+"""
+
+
 class WorkerMonitor:
     """Owns the refresh thread; `snapshot` is always the latest complete view."""
 
-    def __init__(self, app: Celery, client: redis.Redis, every: float = REFRESH_EVERY) -> None:
+    def __init__(
+        self,
+        app: Celery,
+        client: redis.Redis,
+        every: float = REFRESH_EVERY,
+        *,
+        images: ImageFolder | None = None,
+        images_min_free: int = 0,
+    ) -> None:
         self._app = app
         self._redis = client
         self._every = every
+        self._images = images
+        self._images_min_free = images_min_free
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="worker-monitor", daemon=True)
         self.snapshot = Snapshot()
         self.fresh = threading.Event()
+        self._count_beats = client.register_script(_COUNT_BEATS)
 
     def start(self) -> None:
         self._thread.start()
@@ -99,7 +117,9 @@ class WorkerMonitor:
             self._stop.wait(max(0.0, self._every - (time.monotonic() - started)))
 
     def _heartbeats(self) -> int:
-        return sum(1 for _ in self._redis.scan_iter(keys.heartbeat("*"), count=100))
+        """Workers with a live heartbeat: one ZCOUNT of `keys.HEARTBEATS`, never a keyspace
+        walk (a SCAN grows with the job history)."""
+        return int(self._count_beats(keys=[keys.HEARTBEATS]))
 
     def refresh(self) -> Snapshot:
         try:
@@ -119,9 +139,15 @@ class WorkerMonitor:
             workers,
             None,
             time.time(),
-            storage.read_warning(self._redis),
+            self._storage_warning(),
             self._disk_full(),
         )
+
+    def _storage_warning(self) -> str | None:
+        warning = storage.read_warning(self._redis)
+        if warning is None and self._images is not None:
+            warning = storage.images_warning(self._images, self._images_min_free)
+        return warning
 
     def _ping(self) -> None:
         try:

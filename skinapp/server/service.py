@@ -26,6 +26,7 @@ from skinapp.server.deps import is_admin
 from skinapp.server.revocation import RECHECK, TokenWatch
 from skinapp.server.schemas import CancelPublic
 from skinapp.server.state import ServerState
+from skinapp.server.storage_errors import DISK_FULL_ERRNOS, DiskFull, disk_full_message
 from skinapp.server.uploads import ParsedForm, UploadedFile
 from skinapp.tasks import TASK_NAME, JobRecord, NewJob, job_events
 from skinapp.tasks import keys as job_keys
@@ -67,8 +68,21 @@ def check_images(files: list[UploadedFile], max_pixels: int) -> None:
             raise InvalidImage(f"Image {number} of {len(files)} ({f.filename!r}): {exc}") from exc
 
 
+def _keep_images(state: ServerState, files: list[UploadedFile]) -> list[str]:
+    """Write each upload to the image folder (first: a full disk is a 507 before anything
+    is in the server); their sha256, hashed while streaming when the upload says so."""
+    try:
+        return [state.images.put(f.data, getattr(f, "sha256", None)) for f in files]
+    except OSError as exc:
+        if exc.errno not in DISK_FULL_ERRNOS:
+            raise
+        raise DiskFull(disk_full_message(state.images.root, "the image folder")) from exc
+
+
 def _store_and_enqueue(state: ServerState, job: NewJob, files: list[UploadedFile]) -> JobRecord:
-    job.image_sha256 = [state.blobs.put(f.data) for f in files]
+    job.image_sha256 = _keep_images(state, files)
+    for f, sha in zip(files, job.image_sha256, strict=True):
+        state.blobs.put(f.data, sha, job_id=job.job_id)  # in the server for the job's flight
     rec = state.jobs.create(job)
     try:
         state.celery.send_task(TASK_NAME, args=[job.job_id], task_id=job.job_id, queue=job.queue)

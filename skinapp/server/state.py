@@ -10,6 +10,8 @@ import redis.asyncio as aioredis
 from celery import Celery
 
 from skinapp.config import Settings
+from skinapp.image_folder import ImageFolder
+from skinapp.server.image_prune import ImagePruner
 from skinapp.server.monitor import WorkerMonitor
 from skinapp.server.tokens import TokenStore
 from skinapp.tasks import BlobStore, JobStore, configure
@@ -17,6 +19,9 @@ from skinapp.tasks.celery_app import broker_url
 from skinapp.tasks.connection import redis_client
 
 logger = logging.getLogger(__name__)
+
+#: Health warns when the image folder's disk has room for fewer of the largest requests.
+IMAGES_MIN_FREE_REQUESTS = 2
 
 
 @dataclass
@@ -27,6 +32,8 @@ class ServerState:
     aredis: aioredis.Redis
     jobs: JobStore
     blobs: BlobStore
+    images: ImageFolder
+    pruner: ImagePruner
     tokens: TokenStore
     monitor: WorkerMonitor
 
@@ -36,6 +43,7 @@ class ServerState:
         client = redis_client(url, timeout=5.0)
         ttl = settings.result_ttl_seconds
         app = configure(settings)
+        folder = ImageFolder(settings.images_dir)
         return cls(
             settings=settings,
             celery=app,
@@ -43,13 +51,21 @@ class ServerState:
             aredis=aioredis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=2.0),
             jobs=JobStore(client, ttl),
             blobs=BlobStore(
-                redis_client(url, decode=False, timeout=30.0), settings.image_ttl_seconds
+                redis_client(url, decode=False, timeout=30.0), settings.blob_ttl_seconds
             ),
+            images=folder,
+            pruner=ImagePruner(folder, settings.image_retention_seconds),
             tokens=TokenStore(client),
-            monitor=WorkerMonitor(app, redis_client(url, timeout=2.0)),
+            monitor=WorkerMonitor(
+                app,
+                redis_client(url, timeout=2.0),
+                images=folder,
+                images_min_free=IMAGES_MIN_FREE_REQUESTS * settings.max_request_bytes,
+            ),
         )
 
     async def close(self) -> None:
         self.monitor.stop()
+        self.pruner.stop()
         await self.aredis.aclose()
         self.redis.close()

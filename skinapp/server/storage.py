@@ -1,4 +1,5 @@
-"""The job server's memory and AOF against their limits, read from its INFO.
+"""The job server's memory and AOF against their limits, read from its INFO, and the image
+folder's size, count and free disk (the images a clinic keeps are there, not in memory).
 
 Kept apart from the quotas so the worker monitor can put a near-full warning into the
 health snapshot without importing the request side.
@@ -7,10 +8,14 @@ health snapshot without importing the request side.
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import redis
+
+from skinapp.image_folder import ImageFolder
 
 logger = logging.getLogger(__name__)
 
@@ -98,3 +103,34 @@ def read_warning(client: redis.Redis) -> str | None:
     except redis.RedisError as exc:
         logger.debug("no storage figures: %s", exc)
         return None
+
+
+def free_space(path: Path) -> int | None:
+    """Free bytes on the disk of `path` (or of its nearest existing parent); None if unknown."""
+    for place in (path, *path.parents):
+        if place.exists():
+            try:
+                return shutil.disk_usage(place).free
+            except OSError:
+                return None
+    return None
+
+
+def image_figures(folder: ImageFolder, retention_seconds: int) -> dict[str, Any]:
+    """The image folder's size and count, and the free space of its disk (one walk)."""
+    usage = folder.usage()
+    return {
+        "images_dir": str(folder.root),
+        "image_count": usage.count,
+        "image_bytes": usage.bytes,
+        "images_free_bytes": free_space(folder.root),
+        "image_retention_days": round(retention_seconds / 86400, 3),
+    }
+
+
+def images_warning(folder: ImageFolder, min_free: int) -> str | None:
+    """A line for the health body when the image folder's disk has less than `min_free`."""
+    free = free_space(folder.root)
+    if free is None or free >= min_free:
+        return None
+    return f"The image folder's disk is nearly full ({free // MB} MB free in {folder.root})"

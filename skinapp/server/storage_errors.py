@@ -8,6 +8,7 @@ dir and its free space, and the health monitor reads the same state from the ser
 
 from __future__ import annotations
 
+import errno
 import logging
 import shutil
 from collections.abc import Mapping
@@ -43,12 +44,17 @@ def free_bytes(path: Path) -> int | None:
         return None
 
 
-def disk_full_message() -> str:
-    where = server_dir()
+#: What a write to a full filesystem (or an exhausted quota) fails with.
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def disk_full_message(where: Path | None = None, what: str = "the job server") -> str:
+    """For a person: which place is full and how much is free (`where`: the server's dir)."""
+    where = where or server_dir()
     free = free_bytes(where)
     figure = f"{free / MB:.1f} MB free" if free is not None else "free space unknown"
     return (
-        f"the job server cannot save data: the disk of the data dir {where} is full "
+        f"{what} cannot save data: the disk of the data dir {where} is full "
         f"({figure}); free space on that disk - the stack resumes by itself, and nothing "
         "accepted before is lost"
     )

@@ -1,5 +1,5 @@
 """`skinapp doctor`: what this machine has — device, server binary, ports, models, permissions,
-and the running server's memory and AOF against their limits.
+the running server's memory and AOF against their limits, and the image folder's size.
 
 The device is probed in a child Python (`import torch` there, never here) so the check
 cannot initialise CUDA in this process; a frozen bundle looks for nvidia-smi instead.
@@ -21,6 +21,7 @@ import redis
 
 from skinapp.config import Settings
 from skinapp.errors import StackError
+from skinapp.image_folder import ImageFolder
 from skinapp.stack import probes, runtime
 from skinapp.stack.binary import find_server_binary
 from skinapp.stack.models_step import missing_model_tasks
@@ -188,6 +189,25 @@ def check_storage(settings: Settings, stack_running: bool) -> list[Check]:
     return storage_checks(info, settings.resolved_data_dir / "server")
 
 
+def check_images(settings: Settings) -> Check:
+    """The image folder: what it keeps (the server holds images only for jobs in flight)."""
+    folder = ImageFolder(settings.images_dir)
+    try:
+        usage = folder.usage()
+        free = shutil.disk_usage(
+            folder.root if folder.root.exists() else settings.resolved_data_dir
+        )
+    except OSError as exc:
+        return Check("WARN", "images", f"cannot read {folder.root}: {exc}")
+    days = settings.image_retention_seconds / 86400
+    detail = (
+        f"{usage.count} images, {usage.bytes // MB} MB in {folder.root} (kept {days:g} days); "
+        f"{free.free // MB} MB free on disk"
+    )
+    low = free.free < 2 * settings.max_request_bytes
+    return Check("WARN" if low else "ok", "images", detail + ("; nearly full" if low else ""))
+
+
 def run_checks(settings: Settings) -> list[Check]:
     stack = check_stack(settings)
     running = "running at" in stack.detail
@@ -199,4 +219,5 @@ def run_checks(settings: Settings) -> list[Check]:
         *check_permissions(settings),
         stack,
         *check_storage(settings, running),
+        check_images(settings),
     ]

@@ -16,7 +16,8 @@ short run does not reach were read from kombu's Redis transport and Celery's Red
 (restore of unacked messages: zrange, hget, hdel, lpush, rpop, exists, pexpire; the
 mutex and redis-py's Lock: set NX and its Lua release through evalsha; chords: incr, mget,
 lrange), plus what the API itself adds (info for the storage figures, strlen for the
-per-token quota). The key patterns were checked the same way: a probe run of the stack with
+per-token quota) and zcount (the health monitor counts live heartbeats in one sorted set,
+issue 14). The key patterns were checked the same way: a probe run of the stack with
 the default user let in read `ACL LOG` (empty) and `INFO errorstats` (no NOPERM) after
 jobs of each kind, a cancel, the workers' inspect and the event stream; that is how kombu's
 `_kombu.binding_permanent.*` and each worker's `<hostname>.celery.pidbox` were found. Everything else is refused: KEYS, SWAPDB, MIGRATE, FLUSHALL, CONFIG,
@@ -57,7 +58,7 @@ APP_COMMANDS: tuple[str, ...] = (
     "sadd", "srem", "smembers", "sismember", "scard",
     # sorted sets
     "zadd", "zrem", "zrange", "zrevrange", "zrangebyscore", "zrevrangebyscore",
-    "zremrangebyscore", "zcard", "zscore",
+    "zremrangebyscore", "zcard", "zscore", "zcount",
     # transactions
     "multi", "exec", "discard", "watch", "unwatch",
     # scripts: only those loaded first (redis-py's register_script), never EVAL

@@ -12,11 +12,12 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 
 import psutil
 import redis
 
-from skinapp.tasks import keys
+from skinapp.tasks import blobs, keys
 from skinapp.tasks.jobs import MAX_REDELIVERIES, RUNNING, Holder, JobRecord, JobStore, Outcome
 
 logger = logging.getLogger(__name__)
@@ -69,15 +70,23 @@ def claim(jobs: JobStore, job_id: str, me: Holder) -> Outcome:
 class Lease:
     """Keeps `skinapp:lease:<job>` fresh from a thread while this child runs the job.
 
-    It stops refreshing when the worker's main process is gone (we were orphaned by a kill
-    -9 of the whole worker), so a restarted worker takes the job over within a few seconds.
+    With `blob_ttl` it also keeps the job's image blobs in the server (`skinapp.tasks.blobs`)
+    at every third of that TTL, starting at the first refresh: they must outlive this run in
+    case it dies and the job runs again. It stops refreshing when the worker's main process
+    is gone (we were orphaned by a kill -9 of the whole worker), so a restarted worker takes
+    the job over within a few seconds.
     """
 
-    def __init__(self, jobs: JobStore, job_id: str, me: Holder) -> None:
+    def __init__(
+        self, jobs: JobStore, job_id: str, me: Holder, *, blob_ttl: int | None = None
+    ) -> None:
         self._jobs = jobs
         self._job_id = job_id
         self._key = keys.lease(job_id)
         self._me = me
+        self._blob_ttl = blob_ttl
+        self._blobs_kept_at: float | None = None
+        self.blob_refreshes = 0
         self._parent = os.getppid()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"lease-{job_id[:8]}", daemon=True)
@@ -101,5 +110,16 @@ class Lease:
                 return
             try:
                 self._jobs.renew_lease(self._job_id, self._me.claim, LEASE_TTL)
+                self._keep_blobs()
             except redis.RedisError as exc:  # the next refresh may work; the claim check decides
                 logger.warning("lease refresh failed: %s", exc)
+
+    def _keep_blobs(self) -> None:
+        if self._blob_ttl is None:
+            return
+        now = time.monotonic()
+        if self._blobs_kept_at is not None and now - self._blobs_kept_at < self._blob_ttl / 3:
+            return
+        blobs.refresh(self._jobs.redis, self._jobs.image_shas(self._job_id), self._blob_ttl)
+        self._blobs_kept_at = now
+        self.blob_refreshes += 1

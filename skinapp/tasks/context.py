@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import redis
 
 from skinapp.config import Settings, get_settings
+from skinapp.image_folder import ImageFolder
 from skinapp.tasks.blobs import BlobStore
 from skinapp.tasks.celery_app import broker_url
 from skinapp.tasks.connection import redis_client
@@ -39,7 +40,11 @@ class WorkerContext:
         ttl = self.settings.result_ttl_seconds
         self._redis = redis_client(url)
         self._jobs = JobStore(self._redis, ttl)
-        self._blobs = BlobStore(redis_client(url, decode=False, timeout=30.0), ttl)
+        # The folder is only a fallback for a blob that left the server: on another machine
+        # it is empty, and such a worker reads every image from the server.
+        folder = ImageFolder(self.settings.images_dir)
+        blob_ttl = self.settings.blob_ttl_seconds
+        self._blobs = BlobStore(redis_client(url, decode=False, timeout=30.0), blob_ttl, folder)
         self._pid = os.getpid()
 
     @property

@@ -24,7 +24,7 @@ import redis
 from skinapp.contract.states import RUNNING as RUNNING
 from skinapp.contract.states import STATES as STATES
 from skinapp.contract.states import TERMINAL as TERMINAL
-from skinapp.tasks import keys
+from skinapp.tasks import blobs, keys
 
 logger = logging.getLogger(__name__)
 
@@ -287,6 +287,7 @@ class JobStore:
         self._cancel = client.register_script(_CANCEL)
         self._fail_unless_ended = client.register_script(_FAIL_UNLESS_ENDED)
         self._renew_lease = client.register_script(_RENEW_LEASE)
+        self._release = client.register_script(blobs.RELEASE)
 
     # --- the API side ---------------------------------------------------------------
     def create(self, job: NewJob, *, now: float | None = None) -> JobRecord:
@@ -366,8 +367,24 @@ class JobStore:
         return [str(job_id) for job_id in self.redis.zrange(keys.INFLIGHT, 0, limit - 1)]
 
     def forget_inflight(self, ids: Sequence[str]) -> None:
-        if ids:
-            self.redis.zrem(keys.INFLIGHT, *ids)
+        """Drop ended jobs from the in-flight set and release their images' blobs, one script
+        per job (`skinapp.tasks.blobs.RELEASE`): a blob no other in-flight job holds leaves
+        the server. Every terminal write comes through here, and so does the sweep's
+        clean-up of entries whose drop failed."""
+        if not ids:
+            return
+        for job_id, shas in zip(ids, self._image_shas(ids), strict=True):
+            self._release(keys=[keys.INFLIGHT, *blobs.release_keys(shas)], args=[job_id])
+
+    def image_shas(self, job_id: str) -> list[str]:
+        """The sha256 of each of the job's images (the blobs its holder keeps alive)."""
+        return self._image_shas([job_id])[0]
+
+    def _image_shas(self, ids: Sequence[str]) -> list[list[str]]:
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hget(keys.job(job_id), _STORED_AS["image_sha256"])
+        return [[str(s) for s in json.loads(raw)] if raw else [] for raw in pipe.execute()]
 
     def queues_in_flight(self, limit: int = 1000) -> set[str]:
         """The queues of the jobs that may not have ended yet (two round trips)."""

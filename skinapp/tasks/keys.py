@@ -15,10 +15,18 @@ INFLIGHT = PREFIX + "jobs:inflight"
 RESTORE_LOCK = PREFIX + "lock:restore"
 SWEEP_LOCK = PREFIX + "lock:sweep"
 TOKENS_INDEX = PREFIX + "tokens"
+#: Every worker's hostname, scored by when its heartbeat expires (the server's clock): the
+#: health monitor counts live workers with one ZCOUNT instead of walking the keyspace.
+HEARTBEATS = PREFIX + "heartbeats"
 
 
 def blob(sha256: str) -> str:
     return f"{PREFIX}blob:{sha256}"
+
+
+def blob_refs(sha256: str) -> str:
+    """The ids of the in-flight jobs that need `blob(sha256)` (see `skinapp.tasks.blobs`)."""
+    return f"{PREFIX}blobrefs:{sha256}"
 
 
 def job(job_id: str) -> str:

@@ -49,11 +49,23 @@ def cpu_device() -> dict[str, Any]:
     }
 
 
+# The heartbeat key (what claims compare boot ids with) and this worker's entry in
+# `keys.HEARTBEATS`, scored by its expiry on the server's clock, so a worker whose clock is
+# off is still counted; entries of workers gone without a goodbye are dropped here too.
+_BEAT = """
+local now = tonumber(redis.call('TIME')[1])
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[3] * 3)
+redis.call('ZADD', KEYS[3], now + ARGV[3], ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+return 1
+"""
+
+
 def beat(ctx: context.WorkerContext) -> None:
-    pipe = ctx.redis.pipeline(transaction=False)
-    pipe.set(keys.heartbeat(ctx.hostname), ctx.boot, ex=HEARTBEAT_TTL)
-    pipe.expire(keys.worker_info(ctx.hostname), HEARTBEAT_TTL * 3)
-    pipe.execute()
+    script = ctx.redis.register_script(_BEAT)
+    names = [keys.heartbeat(ctx.hostname), keys.worker_info(ctx.hostname), keys.HEARTBEATS]
+    script(keys=names, args=[ctx.boot, ctx.hostname, HEARTBEAT_TTL])
 
 
 def _heartbeat_loop(ctx: context.WorkerContext, app: Celery) -> None:
@@ -70,7 +82,7 @@ def _heartbeat_loop(ctx: context.WorkerContext, app: Celery) -> None:
             logger.warning("heartbeat failed: %s", exc)
         # Apart from the beat: the sweep is what ends jobs a server fault left behind.
         try:
-            sweeper = sweeper or Sweeper(app, ctx.jobs, me)
+            sweeper = sweeper or Sweeper(app, ctx.jobs, me, blob_ttl=ctx.settings.blob_ttl_seconds)
             sweeper.maybe_sweep()
         except Exception as exc:
             logger.warning("in-flight sweep failed: %s", exc)
@@ -113,6 +125,7 @@ def _on_worker_shutdown(**_: Any) -> None:
     ctx = context.current()
     with contextlib.suppress(redis.RedisError):  # else the keys expire by themselves
         ctx.redis.delete(keys.heartbeat(ctx.hostname), keys.worker_info(ctx.hostname))
+        ctx.redis.zrem(keys.HEARTBEATS, ctx.hostname)
 
 
 def preload_analyses() -> None:

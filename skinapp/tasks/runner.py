@@ -336,7 +336,7 @@ def run_job(self: Task, job_id: str) -> dict[str, str]:
         if outcome in ("revoked", "poison"):
             _closed(ctx, job_id, outcome)
         return {"job_id": job_id, "outcome": outcome}
-    with claims.Lease(ctx.jobs, job_id, me) as lease:
+    with claims.Lease(ctx.jobs, job_id, me, blob_ttl=ctx.settings.blob_ttl_seconds) as lease:
         state = JobRun(self, ctx, job_id, me, lease).execute()
     return {"job_id": job_id, "outcome": state}
 

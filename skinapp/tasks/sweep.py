@@ -28,7 +28,7 @@ import redis
 from celery import Celery
 
 from skinapp.config import QUEUES
-from skinapp.tasks import job_events, keys
+from skinapp.tasks import blobs, job_events, keys
 from skinapp.tasks.celery_app import TASK_NAME
 from skinapp.tasks.claims import holder_alive
 from skinapp.tasks.jobs import RUNNING, Holder, JobRecord, JobStore
@@ -102,9 +102,12 @@ class Sweeper:
         *,
         grace: float = GRACE,
         clock: Callable[[], float] = time.time,
+        blob_ttl: int | None = None,
     ) -> None:
         self.app, self.jobs, self.me = app, jobs, me
         self.grace, self.clock = grace, clock
+        self.blob_ttl = blob_ttl
+        self._blobs_kept_at: float | None = None
         self._suspects: dict[str, float] = {}  # job id -> first seen abandoned
         self._last = 0.0
         with app.connection_for_write() as conn:
@@ -130,11 +133,23 @@ class Sweeper:
         records = {rec.job_id: rec for rec in self.jobs.records(ids)}
         self.jobs.forget_inflight([i for i in ids if i not in records or records[i].ended])
         live = [rec for rec in records.values() if not rec.ended]
+        self._keep_blobs(live)
         msgs = read_messages(self.jobs.redis, *self._unacked)
         now = self.clock()
         suspects = [rec for rec in live if abandoned(self.jobs.redis, rec, msgs, self.me, now)]
         self._suspects = {rec.job_id: self._suspects.get(rec.job_id, now) for rec in suspects}
         return sum(self._act(rec, now) for rec in self._due(suspects, now))
+
+    def _keep_blobs(self, live: list[JobRecord]) -> None:
+        """Refresh the blobs of jobs not yet terminal (queued ones have no holder to do it),
+        at every third of their TTL; an image leaves the server when its last job ends."""
+        if self.blob_ttl is None:
+            return
+        now = time.monotonic()
+        if self._blobs_kept_at is not None and now - self._blobs_kept_at < self.blob_ttl / 3:
+            return
+        blobs.refresh(self.jobs.redis, [s for rec in live for s in rec.image_sha256], self.blob_ttl)
+        self._blobs_kept_at = now
 
     def _due(self, suspects: Iterable[JobRecord], now: float) -> list[JobRecord]:
         return [

@@ -171,12 +171,13 @@ def test_cancel_answers() -> None:
 
 
 def test_a_job_that_cannot_be_queued_ends_failed_with_its_event(
-    rclient: redis.Redis, valkey_url: str
+    rclient: redis.Redis, valkey_url: str, tmp_path: Path
 ) -> None:
     """The broker refuses the message (a closed port): the record is FAILURE with a finish
     time, and the terminal event reaches whoever waits for the job."""
     from skinapp.config import load_settings
     from skinapp.errors import BrokerUnavailable
+    from skinapp.image_folder import ImageFolder
     from skinapp.server.service import _store_and_enqueue
     from skinapp.server.state import ServerState
     from skinapp.server.uploads import UploadedFile
@@ -191,6 +192,8 @@ def test_a_job_that_cannot_be_queued_ends_failed_with_its_event(
         aredis=None,  # type: ignore[arg-type]  (not used on this path)
         jobs=JobStore(rclient, 3600),
         blobs=BlobStore(redis.Redis.from_url(valkey_url), 3600),
+        images=ImageFolder(tmp_path / "images"),
+        pruner=None,  # type: ignore[arg-type]
         tokens=None,  # type: ignore[arg-type]
         monitor=None,  # type: ignore[arg-type]
     )
@@ -202,6 +205,9 @@ def test_a_job_that_cannot_be_queued_ends_failed_with_its_event(
     rec = state.jobs.get("j1")
     assert rec is not None and (rec.status, rec.error) == ("FAILURE", "could not be queued")
     assert rec.error_code == "broker_unavailable" and rec.finished_at is not None
+    # its image left the server with the failed job, and stays in the image folder
+    assert rclient.exists(keys.blob(rec.image_sha256[0]), keys.blob_refs(rec.image_sha256[0])) == 0
+    assert state.images.get(rec.image_sha256[0]) == lesion_jpeg()
     message = None
     for _ in range(20):
         message = watcher.get_message(ignore_subscribe_messages=True, timeout=0.5)

@@ -1,4 +1,5 @@
-"""`GET /jobs/storage`: the job server's memory and AOF against their limits, and your quota.
+"""`GET /jobs/storage`: the job server's memory and AOF against their limits, the image
+folder's size, count and free disk, and your quota.
 
 `/jobs/health` keeps exactly the seed's keys, so it only carries a `warning` when storage
 is nearly full; the figures themselves are here (and in `skinapp doctor`).
@@ -35,6 +36,11 @@ class StoragePublic(BaseModel):
     inflight_limit_bytes: int | None  # None: admin tokens are not limited
     max_request_bytes: int
     max_streams_per_token: int
+    images_dir: str
+    image_count: int
+    image_bytes: int
+    images_free_bytes: int | None
+    image_retention_days: float
 
 
 def _storage(state: ServerState, token: dict[str, Any]) -> dict[str, Any]:
@@ -48,10 +54,11 @@ def _storage(state: ServerState, token: dict[str, Any]) -> dict[str, Any]:
         "inflight_limit_bytes": None if admin else settings.max_inflight_bytes_per_token,
         "max_request_bytes": settings.max_request_bytes,
         "max_streams_per_token": settings.max_streams_per_token,
+        **storage.image_figures(state.images, settings.image_retention_seconds),
     }
 
 
 @router.get("/storage", response_model=StoragePublic)
 async def read_storage(token: TokenDep, state: StateDep) -> dict[str, Any]:
-    """The job server's memory and AOF size against their limits, and your bytes in flight."""
+    """The job server's memory and AOF against their limits, the kept images, your bytes in flight."""
     return await blocking.run(_storage, state, token)
