@@ -33,6 +33,14 @@ TMP_PREFIX = ".tmp-"
 STALE_TMP_SECONDS = 3600.0
 
 
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def is_sha256(text: str) -> bool:
     return bool(_SHA.match(text))
 
@@ -79,6 +87,7 @@ class ImageFolder:
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, target)
+            _fsync_dir(target.parent)  # the rename itself survives a power cut
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
