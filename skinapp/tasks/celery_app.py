@@ -62,9 +62,11 @@ def celery_config(settings: Settings) -> dict[str, object]:
             "retry_policy": {"max_retries": 1, "interval_start": 0, "interval_max": 0.5},
         },
         "result_expires": settings.result_ttl_seconds,
-        "worker_send_task_events": True,
-        "task_send_sent_event": True,
-        "task_track_started": True,
+        # For Flower only: the job record says when a job was sent and started, and the
+        # record's own events reach the API's SSE stream (`settings.task_events`).
+        "worker_send_task_events": settings.task_events,
+        "task_send_sent_event": settings.task_events,
+        "task_track_started": settings.task_events,
         "task_queues": [Queue(name, exchange, routing_key=name) for name in QUEUES],
         "task_default_queue": "default",
         "task_default_exchange": "skinapp",
