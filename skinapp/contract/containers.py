@@ -47,8 +47,11 @@ def mpf_extents(data: bytes, img: Image.Image, end: int) -> list[tuple[int, int]
 
     Phones store depth maps, HDR gain maps and previews this way, after the primary's EOI.
     """
-    raw, base = img.info.get("mp"), _mpf_base(data, end)
-    if not isinstance(raw, bytes) or base is None or len(raw) < 8:
+    raw = img.info.get("mp")
+    if not isinstance(raw, bytes) or len(raw) < 8:
+        return []  # no MPF index (most files): no search of the file for one
+    base = _mpf_base(data, end)
+    if base is None:
         return []
     try:
         stream = io.BytesIO(raw)
