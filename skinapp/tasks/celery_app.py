@@ -31,6 +31,14 @@ def broker_url(settings: Settings) -> str:
     return url
 
 
+def result_backend(settings: Settings) -> str | None:
+    """Celery's result backend: the one `CELERY_RESULT_BACKEND` names, else the broker when
+    Flower runs (it shows task states from there), else none."""
+    if settings.celery_result_backend:
+        return settings.celery_result_backend
+    return broker_url(settings) if settings.task_events else None
+
+
 def celery_config(settings: Settings) -> dict[str, object]:
     url = broker_url(settings)
     exchange = Exchange("skinapp", type="direct")
@@ -38,7 +46,10 @@ def celery_config(settings: Settings) -> dict[str, object]:
         "broker_url": url,
         # The Redis transport, except that a full disk makes the worker wait, not exit.
         "broker_transport": TRANSPORT if url.startswith(("redis://", "rediss://")) else None,
-        "result_backend": settings.celery_result_backend or url,
+        "result_backend": result_backend(settings),
+        # Nobody reads a job's Celery result (the job record has it): without a backend the
+        # API does not subscribe to each job's result channel and the worker stores nothing.
+        "task_ignore_result": result_backend(settings) is None,
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],

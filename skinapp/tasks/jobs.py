@@ -1,7 +1,7 @@
 """The job store: one hash per job plus sorted sets by submit time, all with the result TTL.
 
 The hash is the single source of truth for a job (the API reads it, the worker claims and
-finishes it); Celery's result backend only mirrors progress for Flower. `JobStore` is the
+finishes it); Celery's result backend, on only with Flower, mirrors progress. `JobStore` is the
 only code that reads or writes the hash, and it hands out typed `JobRecord`s. Writes that
 race (claim, progress, finish, cancel) are atomic: WATCH/MULTI or a Lua script.
 """

@@ -45,6 +45,17 @@ def test_task_events_and_the_started_state_only_for_flower() -> None:
     names = ("worker_send_task_events", "task_send_sent_event", "task_track_started")
     assert [celery_config(plain)[n] for n in names] == [False, False, False]
     assert [celery_config(flower)[n] for n in names] == [True, True, True]
+    # Nobody reads Celery's results but Flower: no backend, so the API subscribes to nothing.
+    assert (celery_config(plain)["result_backend"], celery_config(plain)["task_ignore_result"]) == (
+        None,
+        True,
+    )
+    assert celery_config(flower)["result_backend"] == "redis://127.0.0.1:1/0"
+    named = load_settings(redis_url="redis://127.0.0.1:1/0", celery_result_backend="redis://b/1")
+    assert (celery_config(named)["result_backend"], celery_config(named)["task_ignore_result"]) == (
+        "redis://b/1",
+        False,
+    )
     argv = {"queues": ["analysis"], "concurrency": 1, "hostname": "w@h", "loglevel": "INFO"}
     assert "--task-events" not in worker_argv(**argv)
     assert "--without-heartbeat" in worker_argv(**argv)  # worker events feed only Flower
