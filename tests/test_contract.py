@@ -187,6 +187,7 @@ HOSTILE = {
     # Damaged structure (issue 14): refused from the header walk, no pixel decoded.
     "jpeg-cut-before-eoi": (hostile.jpeg_cut_before_eoi(), admission.DAMAGED),
     "jpeg-without-quant-tables": (hostile.jpeg_without_quant_tables(), admission.DAMAGED),
+    "jpeg-hierarchical": (hostile.jpeg_with_sof_marker(0xC5), admission.DAMAGED),
     "jpeg-sof-65535x65535": (
         hostile.jpeg_with_frame_size(65535, 65535),
         "The image declares more pixels than can be opened safely, over the limit of "

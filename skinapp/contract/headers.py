@@ -6,9 +6,9 @@ cut short has no EOI (JPEG) or IEND (PNG), a damaged header has tables, lengths 
 do not add up. So the API and the workers walk the structure once (a few milliseconds for a
 12-MP photo, most of it `re`/`zlib` in C) and only the workers decode.
 
-- JPEG: SOI; every marker segment in bounds; one SOF of a process libjpeg decodes (baseline,
-  extended, progressive, arithmetic; not lossless or hierarchical) with 1, 3 or 4 components
-  whose sampling factors and quantisation tables are valid; a SOS whose components are the
+- JPEG: SOI; every marker segment in bounds; one SOF of a process libjpeg-turbo decodes
+  (not hierarchical) with 1, 3 or 4 components whose sampling factors and quantisation
+  tables are valid; Huffman tables that libjpeg would build; a SOS whose components are the
   frame's and whose quantisation tables were defined before it; the EOI after the scans.
 - PNG: the signature; IHDR first, with a valid bit depth for its colour type; every chunk's
   length in bounds and its CRC right (`zlib.crc32`); PLTE for a palette image; the IDAT
@@ -30,10 +30,11 @@ from dataclasses import dataclass, field
 SOI, EOI, SOS, DQT, DHT = 0xD8, 0xD9, 0xDA, 0xDB, 0xC4
 #: Markers that stand alone (no length field): TEM and the restart markers RST0..RST7.
 STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
-#: Start-of-frame markers libjpeg(-turbo) decodes through Pillow: baseline, extended and
-#: progressive, Huffman or arithmetic coded. Lossless (C3, CB) and the hierarchical ones
-#: (C5-C7, CD-CF) it refuses, so we do too, before anything is queued.
-DECODABLE_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC9, 0xCA})
+#: Start-of-frame markers libjpeg-turbo (3.x, in Pillow) decodes: baseline, extended,
+#: progressive and lossless, Huffman or arithmetic coded. The hierarchical ones (C5-C7,
+#: CD-CF) it refuses ("Unsupported JPEG process"), so we do too, before anything is queued.
+DECODABLE_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC9, 0xCA, 0xCB})
+LOSSLESS_SOF = frozenset({0xC3, 0xCB})  # predictive coding: no quantisation tables
 ANY_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # C4 DHT, C8 JPG, CC DAC
 #: libjpeg's limit on the blocks of one MCU of an interleaved scan.
 MAX_BLOCKS_IN_MCU = 10
@@ -104,6 +105,7 @@ class _JpegState:
     size: tuple[int, int] = (0, 0)
     tables: set[int] = field(default_factory=set)  # quantisation tables defined so far
     scans: int = 0
+    lossless: bool = False
 
 
 def jpeg_frame(data: bytes) -> Frame:
@@ -145,6 +147,7 @@ def _read_sof(state: _JpegState, marker: int, body: bytes) -> None:
             raise Unsound(f"SOF: component {ident} sampling {h}x{v} table {table}")
         components[ident] = (h, v, table)
     state.frame, state.size = components, (width, height)
+    state.lossless = marker in LOSSLESS_SOF
 
 
 def _read_dqt(state: _JpegState, body: bytes) -> None:
@@ -193,7 +196,7 @@ def _check_sos(state: _JpegState, body: bytes) -> None:
         if ident not in state.frame:
             raise Unsound(f"SOS: component {ident} is not in the frame")
         h, v, table = state.frame[ident]
-        if table not in state.tables:
+        if table not in state.tables and not state.lossless:
             raise Unsound(f"SOS: quantisation table {table} was never defined")
         blocks += h * v
     if count > 1 and blocks > MAX_BLOCKS_IN_MCU:

@@ -136,6 +136,13 @@ def jpeg_with_frame_size(width: int, height: int) -> bytes:
     return bytes(data)
 
 
+def jpeg_with_sof_marker(marker: int) -> bytes:
+    """A real JPEG whose frame claims another coding process (0xC5: hierarchical)."""
+    data = bytearray(lesion_jpeg())
+    data[_segment(bytes(data), 0xC0) + 1] = marker
+    return bytes(data)
+
+
 def jpeg_without_quant_tables() -> bytes:
     """A JPEG whose DQT segments were dropped: its scans name tables nobody defined."""
     data = lesion_jpeg()
