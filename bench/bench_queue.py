@@ -6,12 +6,13 @@ cold start of the stack to `healthy` (without first-time demo training).
 
 The trivial job is a dermoscopy analysis of a tiny image (no checkpoint needed). "Raw Celery"
 does what the API does behind HTTP — store the blob, write the job record, `send_task` — and
-waits on the Celery result; the API path is `POST /jobs/submit` + `GET /jobs/result?wait=true`.
+waits on the job's done channel (Celery's result backend is off unless Flower runs); the API path is `POST /jobs/submit` + `GET /jobs/result?wait=true`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -79,7 +80,7 @@ class RawCelery:
 
     def run(self, image: bytes) -> None:
         from skinapp.config import queue_for
-        from skinapp.tasks import TASK_NAME, NewJob
+        from skinapp.tasks import TASK_NAME, NewJob, keys
 
         job = NewJob(
             job_id=str(uuid.uuid4()),
@@ -92,11 +93,18 @@ class RawCelery:
         )
         job.image_sha256 = [self.blobs.put(image, job_id=job.job_id)]
         self.jobs.create(job)
-        result = self.app.send_task(
-            TASK_NAME, args=[job.job_id], task_id=job.job_id, queue=job.queue
-        )
-        outcome = result.get(timeout=60)
-        assert outcome.get("outcome") == "SUCCESS", outcome
+        # The worker announces the outcome on the job's done channel (Celery's result
+        # backend is off unless Flower runs); subscribe first, as the API does.
+        with self.jobs.redis.pubsub(ignore_subscribe_messages=True) as done:
+            done.subscribe(keys.done_channel(job.job_id))
+            self.app.send_task(TASK_NAME, args=[job.job_id], task_id=job.job_id, queue=job.queue)
+            message = None
+            deadline = time.monotonic() + 60
+            while message is None and time.monotonic() < deadline:
+                message = done.get_message(timeout=1.0)
+        assert message is not None, "no outcome within 60 s"
+        outcome = json.loads(message["data"])
+        assert outcome.get("status") == "SUCCESS", outcome
 
 
 def api_run(client: Client, image: bytes) -> None:

@@ -104,6 +104,11 @@ class Settings(BaseSettings):
     server_binary: Path | None = None
     server_port: int = Field(default=0, ge=0, le=65535)  # 0: any free port
     flower_port: int = Field(default=5555, ge=0, le=65535)
+    # Celery's task events, its STARTED state and its result backend (the mirror of progress)
+    # exist for Flower only (the job record is the truth): ~50 server commands a job. Off
+    # unless Flower runs; `Stack(flower=True)` (`skinapp serve --flower`) turns them on for its
+    # children. A `CELERY_RESULT_BACKEND` that is set is used either way.
+    task_events: bool = False
     device: str = "auto"
     torch_threads: int | None = Field(default=None, ge=1, le=256)  # None: torch's default
     batch_max_images: int = Field(default=50, ge=1, le=500)

@@ -184,6 +184,27 @@ HOSTILE = {
         "The image declares more pixels than can be opened safely, over the limit of "
         "120,000,000 pixels (possible decompression bomb).",
     ),
+    # Damaged structure (issue 14): refused from the header walk, no pixel decoded.
+    "jpeg-cut-before-eoi": (hostile.jpeg_cut_before_eoi(), admission.DAMAGED),
+    "jpeg-without-quant-tables": (hostile.jpeg_without_quant_tables(), admission.DAMAGED),
+    "jpeg-hierarchical": (hostile.jpeg_with_sof_marker(0xC5), admission.DAMAGED),
+    "jpeg-sof-65535x65535": (
+        hostile.jpeg_with_frame_size(65535, 65535),
+        "The image declares more pixels than can be opened safely, over the limit of "
+        "120,000,000 pixels (possible decompression bomb).",
+    ),
+    "jpeg-sof-20000x5000": (
+        hostile.jpeg_with_frame_size(20000, 5000),
+        "The image is 20000x5000 pixels in mode RGB: 286 MB once decoded, over the limit of "
+        "192 MB. Send it at a lower resolution or as an 8-bit photo.",
+    ),
+    "jpeg-sof-8x8": (
+        hostile.jpeg_with_frame_size(8, 8),
+        "The image is only 8x8 pixels; at least 16 px per side is needed.",
+    ),
+    "png-bad-crc": (hostile.png_with_bad_crc(), admission.DAMAGED),
+    "png-cut-in-idat": (hostile.png_cut_in_idat(), admission.DAMAGED),
+    "png-without-iend": (hostile.png_without_iend(), admission.DAMAGED),
     "jpeg-24mb-junk": (
         hostile.jpeg_with_junk(24),
         "The file has 24.0 MB of data after the end of the picture that is not part of it. "
@@ -321,20 +342,47 @@ def test_decoded_bytes_count_bands_and_sample_size() -> None:
         assert admission.decoded_bytes(img) == 50 * 40 * per_pixel, mode
 
 
-def test_the_api_check_never_fully_decodes_a_camera_jpeg(monkeypatch: pytest.MonkeyPatch) -> None:
-    from PIL import JpegImagePlugin
+def test_the_api_check_decodes_no_pixel_of_a_jpeg_or_png(monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import ImageFile
 
-    decoded_at: list[tuple[int, int]] = []
-    real_load = JpegImagePlugin.JpegImageFile.load
+    decoded_at: list[tuple[str, tuple[int, int]]] = []
+    real_load = ImageFile.ImageFile.load
 
-    def spy(self: JpegImagePlugin.JpegImageFile) -> Any:
-        decoded_at.append(self.size)
+    def spy(self: ImageFile.ImageFile) -> Any:
+        decoded_at.append((str(self.format), self.size))
         return real_load(self)
 
-    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "load", spy)
-    info = admission.check_upload(factories.big_jpeg((4000, 3000)), LIMIT)
-    assert info.size == (4000, 3000)
-    assert decoded_at == [(500, 375)]  # one decode, at 1/8 scale: 0.19 MP, not 12 MP
+    monkeypatch.setattr(ImageFile.ImageFile, "load", spy)
+    camera = factories.big_jpeg((4000, 3000))
+    png = hostile.encoded("PNG", (640, 480))
+    assert admission.check_upload(camera, LIMIT).size == (4000, 3000)
+    assert admission.check_upload(hostile.mpo(512), LIMIT).size == (320, 240)
+    assert admission.check_upload(png, LIMIT).size == (640, 480)
+    assert decoded_at == []  # the structure walk proved them; only the workers decode
+    assert admission.check_upload(hostile.encoded("TIFF", (64, 64)), LIMIT).size == (64, 64)
+    assert {kind for kind, _ in decoded_at} == {"TIFF"}  # a TIFF still gets its decode
+
+
+def test_the_header_walk_reads_what_pillow_reads() -> None:
+    from skinapp.contract import headers
+    from tests.utils.images import lesion_image
+
+    for options in ({}, {"progressive": True}, {"restart_marker_rows": 1}, {"subsampling": 0}):
+        buf = io.BytesIO()
+        lesion_image((333, 222)).convert("L" if options == {} else "RGB").save(
+            buf, "JPEG", **options
+        )
+        frame = headers.jpeg_frame(buf.getvalue())
+        assert (frame.width, frame.height, frame.end) == (333, 222, len(buf.getvalue())), options
+    for mode in ("1", "L", "P", "RGB", "RGBA", "I;16"):
+        data = hostile.encoded("PNG", (40, 30), mode)
+        assert headers.png_frame(data) == headers.Frame(40, 30, len(data)), mode
+    with pytest.raises(headers.Unsound, match="no EOI"):
+        headers.jpeg_frame(hostile.jpeg_cut_before_eoi())
+    with pytest.raises(headers.Unsound, match="bad CRC"):
+        headers.png_frame(hostile.png_with_bad_crc())
+    with pytest.raises(headers.Unsound, match="never defined"):
+        headers.jpeg_frame(hostile.jpeg_without_quant_tables())
 
 
 # --- no float64 copy of a 16-bit image ----------------------------------------------------

@@ -13,11 +13,10 @@ import struct
 
 from PIL import Image, TiffImagePlugin
 
+from skinapp.contract import headers
+
 logger = logging.getLogger(__name__)
 
-SOI, EOI, SOS = 0xD8, 0xD9, 0xDA
-#: Markers that stand alone (no length field): TEM and the restart markers RST0..RST7.
-_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
 #: Bytes after the picture that nothing accounts for but that we still accept: zero padding
 #: some cameras write, and small vendor trailers (Samsung's SEFH/SEFT directory, a few KB).
 TAIL_SLACK = 64 * 1024
@@ -29,45 +28,10 @@ def jpeg_primary_end(data: bytes) -> int | None:
     """Offset just past the EOI of the first (primary) image, or None if it never ends."""
     if data[:2] != b"\xff\xd8":
         return None
-    pos, size = 2, len(data)
-    while pos + 1 < size:
-        if data[pos] != 0xFF:
-            # Stray bytes between segments: libjpeg skips to the next marker (with a warning)
-            # and so do we, so a sloppy encoder's file is not called damaged.
-            pos = data.find(b"\xff", pos)
-            if pos < 0:
-                return None
-            continue
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte before a marker
-            pos += 1
-        elif marker == EOI:
-            return pos + 2
-        elif marker in _STANDALONE:
-            pos += 2
-        else:
-            if pos + 4 > size:
-                return None
-            length = int.from_bytes(data[pos + 2 : pos + 4], "big")
-            if length < 2:
-                return None
-            pos += 2 + length
-            if marker == SOS:
-                pos = _skip_scan(data, pos)
+    for marker, _, end in headers.jpeg_segments(data):
+        if marker == headers.EOI:
+            return end
     return None
-
-
-def _skip_scan(data: bytes, pos: int) -> int:
-    """The offset of the first marker after entropy-coded data (0xFF00 is a stuffed byte)."""
-    while True:
-        pos = data.find(b"\xff", pos)
-        if pos < 0 or pos + 1 >= len(data):
-            return len(data)
-        following = data[pos + 1]
-        if following == 0x00 or 0xD0 <= following <= 0xD7:
-            pos += 2
-        else:
-            return pos
 
 
 def _mpf_base(data: bytes, end: int) -> int | None:
@@ -83,8 +47,11 @@ def mpf_extents(data: bytes, img: Image.Image, end: int) -> list[tuple[int, int]
 
     Phones store depth maps, HDR gain maps and previews this way, after the primary's EOI.
     """
-    raw, base = img.info.get("mp"), _mpf_base(data, end)
-    if not isinstance(raw, bytes) or base is None or len(raw) < 8:
+    raw = img.info.get("mp")
+    if not isinstance(raw, bytes) or len(raw) < 8:
+        return []  # no MPF index (most files): no search of the file for one
+    base = _mpf_base(data, end)
+    if base is None:
         return []
     try:
         stream = io.BytesIO(raw)
@@ -143,15 +110,11 @@ def jpeg_unexplained_tail(data: bytes, img: Image.Image, end: int) -> int:
 
 def png_end(data: bytes) -> int | None:
     """Offset just past IEND, every chunk's CRC checked on the way; None if the file is cut."""
-    stream = io.BytesIO(data)
     try:
-        with Image.open(stream, formats=["PNG"]) as img:
-            img.verify()
-    except Exception:  # any failure here means a damaged or cut file
-        logger.debug("PNG chunk walk failed", exc_info=True)
+        return headers.png_frame(data).end
+    except headers.Unsound as exc:
+        logger.debug("PNG chunk walk failed: %s", exc)
         return None
-    # verify() stops after IEND's (empty) data; its 4-byte CRC is the last thing in the file.
-    return min(len(data), stream.tell() + 4)
 
 
 def webp_end(data: bytes) -> int:

@@ -6,8 +6,12 @@ allow-list (Pillow is never even asked to try EPS, whose plugin runs Ghostscript
 SGI, IM, ...); the size must lie between `MIN_SIDE` and the pixel limit; the decoded bytes
 (width x height x bands x bytes per sample) must fit `MAX_DECODED_BYTES`, so a small file
 that declares a huge 16-bit canvas costs nothing; and no megabytes of junk may follow the
-picture. `check_upload()` adds what the API needs on top, a cheap proof that the pixels
-decode (a JPEG at 1/8 scale, a PNG's chunk CRCs), never a full decode of a camera JPEG.
+picture. For JPEG and PNG "structure" is a walk of the whole file (`headers`: markers,
+tables, chunk CRCs, EOI/IEND), which proves what a decode at the API used to prove without
+decoding a pixel; the workers run the same walk, so a cut or damaged file gets the same
+words at both. `check_upload()` adds, for the other formats only, a cheap proof that the
+pixels decode (a reduced decode where the format has one); a JPEG or PNG is never decoded
+in the API.
 """
 
 from __future__ import annotations
@@ -16,11 +20,12 @@ import functools
 import io
 import logging
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from PIL import Image, ImageMode, UnidentifiedImageError
 
-from skinapp.contract import containers
+from skinapp.contract import containers, headers
 from skinapp.errors import InvalidImage
 
 logger = logging.getLogger(__name__)
@@ -32,8 +37,8 @@ ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "TIFF", "WEBP", "BMP", "HEIF"
 MIN_SIDE = 16
 #: Decoded size we accept (a 64-MP 8-bit RGB photo fits; a 16-bit 10954 x 10954 grey does not).
 MAX_DECODED_BYTES = 192 * 2**20
-#: JPEGs are proven decodable in the API at this fraction of their size (the DCT scaler).
-PROOF_SCALE = 8
+#: Formats whose structure walk (`headers`) is the API's whole proof: no pixel decoded.
+WALKED_FORMATS = frozenset({"JPEG", "MPO", "PNG"})
 
 EMPTY = "The file is empty."
 UNREADABLE = "The file is not an image that can be read (JPEG, PNG, TIFF, WebP, BMP or HEIC)."
@@ -73,9 +78,7 @@ def check_upload(
     """`admit_image()` plus a cheap proof that the pixels decode: the API's check."""
     img = admit_image(data, max_pixels, max_decoded_bytes=max_decoded_bytes)
     info = describe(img)
-    if img.format in {"JPEG", "MPO"}:
-        img.draft(img.mode, (max(1, info.width // PROOF_SCALE), max(1, info.height // PROOF_SCALE)))
-    if img.format != "PNG":  # a PNG's chunk CRCs were all checked by check_structure()
+    if img.format not in WALKED_FORMATS:  # TIFF, WebP, BMP, HEIF: no walk proves them
         load_pixels(img)
     return info
 
@@ -146,15 +149,10 @@ def check_header(img: Image.Image, max_pixels: int, max_decoded_bytes: int) -> N
 def check_structure(data: bytes, img: Image.Image) -> None:
     """The file must end where its picture ends (give or take what cameras really append)."""
     if img.format in {"JPEG", "MPO"}:
-        end = containers.jpeg_primary_end(data)
-        if end is None:
-            raise InvalidImage(DAMAGED)
+        end = walked_end(headers.jpeg_frame, data, img)
         extra = containers.jpeg_unexplained_tail(data, img, end)
     elif img.format == "PNG":
-        end = containers.png_end(data)
-        if end is None:
-            raise InvalidImage(DAMAGED)
-        extra = len(data) - end
+        extra = len(data) - walked_end(headers.png_frame, data, img)
     elif img.format == "WEBP":
         extra = len(data) - containers.webp_end(data)
     else:  # TIFF, BMP, HEIF: offsets point anywhere; the upload size caps bound them
@@ -164,6 +162,19 @@ def check_structure(data: bytes, img: Image.Image) -> None:
             f"The file has {extra / 2**20:,.1f} MB of data after the end of the picture that "
             "is not part of it. Save or export the photo again and send that file."
         )
+
+
+def walked_end(walk: Callable[[bytes], headers.Frame], data: bytes, img: Image.Image) -> int:
+    """Where the picture ends, by `walk`; DAMAGED when its structure is not sound."""
+    try:
+        frame = walk(data)
+    except headers.Unsound as exc:
+        logger.info("image refused from its structure: %s", exc)
+        raise InvalidImage(DAMAGED) from exc
+    if (frame.width, frame.height) != img.size:  # Pillow read another header than we did
+        logger.info("image refused: header %s, walk %sx%s", img.size, frame.width, frame.height)
+        raise InvalidImage(DAMAGED)
+    return frame.end
 
 
 def load_pixels(img: Image.Image) -> Image.Image:

@@ -3,9 +3,12 @@ cancel it, list jobs."""
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import anyio
@@ -37,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 BATCH = "batch-skin-check"
 RECHECK_EVERY = 5.0  # re-read the record while waiting, in case a done event was missed
+CHECK_THREADS = 4  # at most this many files of one batch are checked at once
 
 
 def pick_files(analysis: str, form: ParsedForm, max_files: int) -> list[UploadedFile]:
@@ -51,18 +55,33 @@ def pick_files(analysis: str, form: ParsedForm, max_files: int) -> list[Uploaded
     return files
 
 
+def _refusal(data: bytes, max_pixels: int) -> InvalidImage | None:
+    try:
+        check_upload(data, max_pixels)
+    except InvalidImage as exc:
+        return exc
+    return None
+
+
+@functools.cache
+def _check_pool() -> ThreadPoolExecutor:
+    """Threads for the files of a batch: zlib's CRCs (PNG) and the decodes of the other
+    formats release the GIL; created on the first batch, not at import."""
+    return ThreadPoolExecutor(min(CHECK_THREADS, os.cpu_count() or 1), "skinapp-check")
+
+
 def check_images(files: list[UploadedFile], max_pixels: int) -> None:
     """The contract's admission check on every file, before anything is stored.
 
     One image is refused with exactly the words the worker's decode would use; in a batch the
-    words are prefixed with which file it was.
+    words are prefixed with which file it was (the first bad one, whichever thread saw it).
     """
-    for number, f in enumerate(files, 1):
-        try:
-            check_upload(f.data, max_pixels)
-        except InvalidImage as exc:
-            if len(files) == 1:
-                raise
+    if len(files) == 1:
+        check_upload(files[0].data, max_pixels)
+        return
+    refusals = _check_pool().map(lambda f: _refusal(f.data, max_pixels), files)
+    for number, (f, exc) in enumerate(zip(files, refusals, strict=True), 1):
+        if exc is not None:
             # The file is named as repr, like every other message about an upload: headless
             # mode finds the one bad image of a batch by it and sends the others.
             raise InvalidImage(f"Image {number} of {len(files)} ({f.filename!r}): {exc}") from exc

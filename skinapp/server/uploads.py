@@ -10,6 +10,7 @@ is a 400 `MalformedRequest`, never a traceback.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import unicodedata
 from collections.abc import AsyncIterator
@@ -45,9 +46,16 @@ def safe_filename(raw: str) -> str:
 
 @dataclass
 class UploadedFile:
+    """One file of a multipart upload, with the sha256 of its bytes (the blob's key)."""
+
     field: str
     filename: str
     data: bytes
+    sha256: str = ""  # the parser hashes as the parts arrive; given none, it is computed here
+
+    def __post_init__(self) -> None:
+        if not self.sha256:
+            self.sha256 = hashlib.sha256(self.data).hexdigest()
 
 
 @dataclass
@@ -80,21 +88,35 @@ class _Collector:
         self._chunks: list[bytes] = []
         self._size = 0
         self._fields = 0
+        self._name = ""
+        self._filename: str | None = None
+        self._hash = hashlib.sha256()
 
     def callbacks(self) -> dict[str, object]:
         return {
             "on_part_begin": self._part_begin,
             "on_part_data": self._part_data,
             "on_part_end": self._part_end,
+            "on_header_begin": self._header_begin,
             "on_header_field": self._header_field,
             "on_header_value": self._header_value,
+            "on_headers_finished": self._headers_finished,
         }
 
     def _part_begin(self) -> None:
         self._headers, self._chunks, self._size, self._header_name = {}, [], 0, b""
+        self._name, self._filename = "", None
+        self._hash = hashlib.sha256()
+
+    def _headers_finished(self) -> None:
+        self._name, self._filename = self._disposition()
+
+    def _header_begin(self) -> None:
+        self._header_name = b""
 
     def _header_field(self, data: bytes, start: int, end: int) -> None:
-        self._header_name = data[start:end].lower()
+        # A name can arrive in pieces, split across two chunks of the body.
+        self._header_name += data[start:end].lower()
 
     def _header_value(self, data: bytes, start: int, end: int) -> None:
         self._headers[self._header_name] = (
@@ -109,16 +131,19 @@ class _Collector:
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
         self._size += end - start
-        _, filename = self._disposition()
+        filename = self._filename
         if filename is not None and self._size > self.limits.file_bytes:
             mb = self.limits.file_bytes / 2**20
             raise PayloadTooLarge(f"file {filename!r} is larger than the {mb:g} MB limit")
         if filename is None and self._size > MAX_FIELD_BYTES:
             raise PayloadTooLarge("a form field is larger than 64 KB")
-        self._chunks.append(data[start:end])
+        chunk = data[start:end]
+        if filename is not None:  # hashed as it streams: no second pass over the file
+            self._hash.update(chunk)
+        self._chunks.append(chunk)
 
     def _part_end(self) -> None:
-        name, filename = self._disposition()
+        name, filename = self._name, self._filename
         body = b"".join(self._chunks)
         if filename is None:
             self._fields += 1
@@ -126,7 +151,8 @@ class _Collector:
                 raise InvalidRequest("too many form fields")
             self.form.fields[name] = body.decode("utf-8", "replace")
             return
-        self.form.files.append(UploadedFile(name, safe_filename(filename), body))
+        digest = self._hash.hexdigest()
+        self.form.files.append(UploadedFile(name, safe_filename(filename), body, digest))
         if len(self.form.files) > self.limits.max_files:
             raise PayloadTooLarge(f"too many files: at most {self.limits.max_files} per request")
 

@@ -68,7 +68,8 @@ class Stack:
         ensure_models: bool = True,
         supervision: Supervision | None = None,
     ) -> None:
-        self.settings = settings
+        # Flower shows what Celery's task events say; without it nobody reads them.
+        self.settings = settings.model_copy(update={"task_events": True}) if flower else settings
         self.supervision = supervision or Supervision()
         self.flower = flower
         self.ensure_models = ensure_models

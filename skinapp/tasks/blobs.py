@@ -28,20 +28,26 @@ from skinapp.tasks import keys
 
 logger = logging.getLogger(__name__)
 
+
 # KEYS[1]: the in-flight set; then (blob, refs) pairs of the job's images. ARGV[1]: job id.
 # Atomic against `put`'s MULTI: a blob is deleted only while no reference is left, and a
 # later upload of the same image brings its bytes along again.
-RELEASE = """
-redis.call('ZREM', KEYS[1], ARGV[1])
+def release_refs_lua(first_key: int, job_arg: int) -> str:
+    """Lua that drops job ARGV[job_arg]'s reference from the (blob, refs) pairs in
+    KEYS[first_key..] and deletes each blob no job refers to any more (counted in `gone`).
+    Also part of the job store's terminal write, so the job's end and the release are one."""
+    return f"""
 local gone = 0
-for i = 2, #KEYS, 2 do
-  redis.call('SREM', KEYS[i + 1], ARGV[1])
+for i = {first_key}, #KEYS, 2 do
+  redis.call('SREM', KEYS[i + 1], ARGV[{job_arg}])
   if redis.call('SCARD', KEYS[i + 1]) == 0 then
     gone = gone + redis.call('DEL', KEYS[i], KEYS[i + 1])
   end
 end
-return gone
 """
+
+
+RELEASE = "redis.call('ZREM', KEYS[1], ARGV[1])" + release_refs_lua(2, 1) + "return gone\n"
 
 
 def release_keys(shas: Iterable[str]) -> list[str]:

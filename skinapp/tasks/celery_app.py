@@ -31,6 +31,14 @@ def broker_url(settings: Settings) -> str:
     return url
 
 
+def result_backend(settings: Settings) -> str | None:
+    """Celery's result backend: the one `CELERY_RESULT_BACKEND` names, else the broker when
+    Flower runs (it shows task states from there), else none."""
+    if settings.celery_result_backend:
+        return settings.celery_result_backend
+    return broker_url(settings) if settings.task_events else None
+
+
 def celery_config(settings: Settings) -> dict[str, object]:
     url = broker_url(settings)
     exchange = Exchange("skinapp", type="direct")
@@ -38,7 +46,10 @@ def celery_config(settings: Settings) -> dict[str, object]:
         "broker_url": url,
         # The Redis transport, except that a full disk makes the worker wait, not exit.
         "broker_transport": TRANSPORT if url.startswith(("redis://", "rediss://")) else None,
-        "result_backend": settings.celery_result_backend or url,
+        "result_backend": result_backend(settings),
+        # Nobody reads a job's Celery result (the job record has it): without a backend the
+        # API does not subscribe to each job's result channel and the worker stores nothing.
+        "task_ignore_result": result_backend(settings) is None,
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],
@@ -62,9 +73,11 @@ def celery_config(settings: Settings) -> dict[str, object]:
             "retry_policy": {"max_retries": 1, "interval_start": 0, "interval_max": 0.5},
         },
         "result_expires": settings.result_ttl_seconds,
-        "worker_send_task_events": True,
-        "task_send_sent_event": True,
-        "task_track_started": True,
+        # For Flower only: the job record says when a job was sent and started, and the
+        # record's own events reach the API's SSE stream (`settings.task_events`).
+        "worker_send_task_events": settings.task_events,
+        "task_send_sent_event": settings.task_events,
+        "task_track_started": settings.task_events,
         "task_queues": [Queue(name, exchange, routing_key=name) for name in QUEUES],
         "task_default_queue": "default",
         "task_default_exchange": "skinapp",

@@ -22,7 +22,15 @@ from skinapp.tasks.jobs import MAX_REDELIVERIES, RUNNING, Holder, JobRecord, Job
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LEASE_TTL", "MAX_REDELIVERIES", "Holder", "Lease", "claim", "holder_alive"]
+__all__ = [
+    "LEASE_TTL",
+    "MAX_REDELIVERIES",
+    "Holder",
+    "Lease",
+    "claim",
+    "claim_record",
+    "holder_alive",
+]
 
 LEASE_TTL = 6
 LEASE_REFRESH = 2.0
@@ -64,7 +72,12 @@ def decide(client: redis.Redis, rec: JobRecord | None, me: Holder) -> tuple[Outc
 
 def claim(jobs: JobStore, job_id: str, me: Holder) -> Outcome:
     """Atomically decide whether `me` runs the job, and record it if so."""
-    return jobs.claim(job_id, me, lambda rec: decide(jobs.redis, rec, me), LEASE_TTL)
+    return claim_record(jobs, job_id, me)[0]
+
+
+def claim_record(jobs: JobStore, job_id: str, me: Holder) -> tuple[Outcome, JobRecord | None]:
+    """`claim()`, and the record as the claim left it."""
+    return jobs.claim_record(job_id, me, lambda rec: decide(jobs.redis, rec, me), LEASE_TTL)
 
 
 class Lease:

@@ -1,7 +1,7 @@
 """The job store: one hash per job plus sorted sets by submit time, all with the result TTL.
 
 The hash is the single source of truth for a job (the API reads it, the worker claims and
-finishes it); Celery's result backend only mirrors progress for Flower. `JobStore` is the
+finishes it); Celery's result backend, on only with Flower, mirrors progress. `JobStore` is the
 only code that reads or writes the hash, and it hands out typed `JobRecord`s. Writes that
 race (claim, progress, finish, cancel) are atomic: WATCH/MULTI or a Lua script.
 """
@@ -36,14 +36,24 @@ Outcome = Literal["run", "skip", "busy", "revoked", "poison", "missing"]
 
 # Progress and finish only land while the caller still holds the claim and the job is live,
 # so a worker that lost its claim (or a late orphan) can never overwrite the stored outcome.
-_GUARDED_HSET = """
-if redis.call('HGET', KEYS[1], 'claim') ~= ARGV[1] then return 0 end
-local s = redis.call('HGET', KEYS[1], 'state')
+# One read of the guard, one HSET of every field, and for a terminal write (KEYS[2], KEYS[3],
+# KEYS[4..]) the lease, the in-flight entry and the job's references to its images' blobs
+# dropped in the same script: one round trip, and no blob outlives its last job.
+_GUARDED_HSET = (
+    """
+local held = redis.call('HMGET', KEYS[1], 'claim', 'state')
+if held[1] ~= ARGV[1] then return 0 end
+local s = held[2]
 if s == 'SUCCESS' or s == 'FAILURE' or s == 'REVOKED' then return 0 end
-for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
 if KEYS[2] then redis.call('DEL', KEYS[2]) end
+if KEYS[3] then
+  redis.call('ZREM', KEYS[3], ARGV[2])"""
+    + blobs.release_refs_lua(4, 2)
+    + """end
 return 1
 """
+)
 
 _FAIL_UNLESS_ENDED = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -252,6 +262,9 @@ def _encode(changes: Mapping[str, Any]) -> dict[Any, str]:
 
 
 _CREATED = ("job_id", "owner", "analysis", "queue", "filenames", "image_sha256", "options")
+#: Seconds between two trims of the indexes by one store (dropping entries of expired
+#: records, refreshing the indexes' TTL): maintenance, not part of every job's write.
+TRIM_EVERY = 60.0
 
 
 def _claim_changes(outcome: Outcome, me: Holder, now: float) -> dict[str, Any] | None:
@@ -277,6 +290,14 @@ def _claim_changes(outcome: Outcome, me: Holder, now: float) -> dict[str, Any] |
     }
 
 
+def _claimed(
+    rec: JobRecord | None, changes: dict[str, Any] | None, redelivery: bool
+) -> JobRecord | None:
+    if rec is None or not changes:
+        return rec
+    return replace(rec, **changes, redeliveries=rec.redeliveries + int(redelivery))
+
+
 class JobStore:
     """Job records in the server. The client must decode responses (`decode=True`)."""
 
@@ -288,6 +309,7 @@ class JobStore:
         self._fail_unless_ended = client.register_script(_FAIL_UNLESS_ENDED)
         self._renew_lease = client.register_script(_RENEW_LEASE)
         self._release = client.register_script(blobs.RELEASE)
+        self._trimmed_at: dict[str, float] = {}  # index -> when this store last trimmed it
 
     # --- the API side ---------------------------------------------------------------
     def create(self, job: NewJob, *, now: float | None = None) -> JobRecord:
@@ -303,12 +325,24 @@ class JobStore:
         pipe = self.redis.pipeline()
         pipe.hset(key, mapping=_encode({name: getattr(rec, name) for name in written}))
         pipe.expire(key, self.ttl)
-        for index in (keys.JOBS_INDEX, keys.owner_index(job.owner), keys.INFLIGHT):
+        indexes = (keys.JOBS_INDEX, keys.owner_index(job.owner), keys.INFLIGHT)
+        trim = self._trim_due(indexes)
+        for index in indexes:
             pipe.zadd(index, {job.job_id: now})
-            pipe.zremrangebyscore(index, "-inf", now - self.ttl)  # forget expired records
-            pipe.expire(index, self.ttl)
+            if index in trim:
+                pipe.zremrangebyscore(index, "-inf", now - self.ttl)  # forget expired records
+                pipe.expire(index, self.ttl)
         pipe.execute()  # one MULTI: a record is never in the AOF without its in-flight entry
         return rec
+
+    def _trim_due(self, indexes: Sequence[str]) -> set[str]:
+        """The indexes this create also trims and gives the full TTL again: each one at its
+        first write by this store and then once a `TRIM_EVERY` (a TTL of days, refreshed a
+        minute late at worst)."""
+        now = time.monotonic()
+        due = {i for i in indexes if now - self._trimmed_at.get(i, float("-inf")) >= TRIM_EVERY}
+        self._trimmed_at.update(dict.fromkeys(due, now))
+        return due
 
     def get(self, job_id: str) -> JobRecord | None:
         raw = self.redis.hgetall(keys.job(job_id))
@@ -414,13 +448,25 @@ class JobStore:
     ) -> Outcome:
         """Decide under WATCH whether `me` runs the job (`decide` gives the outcome and
         whether it is a redelivery), and record the outcome and `me`'s lease atomically."""
+        return self.claim_record(job_id, me, decide, lease_ttl)[0]
+
+    def claim_record(
+        self,
+        job_id: str,
+        me: Holder,
+        decide: Callable[[JobRecord | None], tuple[Outcome, bool]],
+        lease_ttl: int,
+    ) -> tuple[Outcome, JobRecord | None]:
+        """`claim()`, and the record as the claim left it (read under WATCH, so the run
+        needs no second read of it)."""
         key = keys.job(job_id)
         with self.redis.pipeline() as pipe:
             while True:
                 try:
                     pipe.watch(key)
                     raw = pipe.hgetall(key)
-                    outcome, redelivery = decide(JobRecord.from_hash(raw, job_id) if raw else None)
+                    rec = JobRecord.from_hash(raw, job_id) if raw else None
+                    outcome, redelivery = decide(rec)
                     changes = _claim_changes(outcome, me, time.time())
                     if changes:
                         pipe.multi()
@@ -432,7 +478,7 @@ class JobStore:
                         pipe.execute()
                     if outcome in ("revoked", "poison"):
                         self.forget_inflight([job_id])
-                    return outcome
+                    return outcome, _claimed(rec, changes, redelivery)
                 except redis.WatchError:
                     continue  # the record changed under us (a cancel, another claim): again
 
@@ -473,9 +519,9 @@ class JobStore:
         }
         changes: dict[str, Any] = {k: v for k, v in outcome.items() if v is not None}
         changes.update(status=status, finished_at=time.time())
-        if not self._guarded(rec.job_id, claim, changes, release=True):
+        done = rec.image_sha256  # the blobs it releases
+        if not self._guarded(rec.job_id, claim, changes, release=True, done=done):
             return None
-        self.forget_inflight([rec.job_id])
         return replace(rec, **changes)
 
     def renew_lease(self, job_id: str, claim: str, ttl: int) -> bool:
@@ -498,11 +544,23 @@ class JobStore:
         return int(self.redis.hincrby(keys.job(job_id), "runs_completed", 1))
 
     def _guarded(
-        self, job_id: str, claim: str, changes: Mapping[str, Any], *, release: bool = False
+        self,
+        job_id: str,
+        claim: str,
+        changes: Mapping[str, Any],
+        *,
+        release: bool = False,
+        done: Sequence[str] | None = None,
     ) -> bool:
-        """Write `changes` only while `claim` holds a live job; `release` also drops the lease."""
-        flat: list[str] = [claim]
+        """Write `changes` only while `claim` holds a live job; `release` also drops the lease;
+        `done` (a terminal write, which releases; the job's image shas) also its in-flight
+        entry and its blob references."""
+        flat: list[str] = [claim, job_id]
         for name, value in _encode(changes).items():
             flat += [name, value]
-        job_keys = [keys.job(job_id)] + ([keys.lease(job_id)] if release else [])
+        job_keys = [keys.job(job_id)]
+        if release or done is not None:
+            job_keys.append(keys.lease(job_id))
+        if done is not None:
+            job_keys += [keys.INFLIGHT, *blobs.release_keys(done)]
         return bool(self._guarded_hset(keys=job_keys, args=flat))

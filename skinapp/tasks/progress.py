@@ -3,6 +3,11 @@
 Analyses report in bursts (a batch reports eight images right after one forward pass). A
 plain "drop if too soon" limit would keep the first value of a burst and hide the rest until
 the next burst; here the last value of a burst is written when the interval ends.
+
+The clock starts with the job (`started()`), so a job of a few milliseconds writes no
+progress at all: its STARTED event and its outcome say everything (the outcome carries the
+final progress). Each write is a guarded record write plus an event, and for a short job
+they were most of its server commands.
 """
 
 from __future__ import annotations
@@ -39,6 +44,11 @@ class Throttle:
                 self._timer = threading.Timer(wait, self._flush)
                 self._timer.daemon = True
                 self._timer.start()
+
+    def started(self) -> None:
+        """The job's start was just announced: the first progress write waits an interval."""
+        with self._lock:
+            self._last = time.monotonic()
 
     def _emit(self, value: Any) -> None:
         """Write now; the caller holds the lock."""

@@ -95,10 +95,12 @@ class JobRun:
         job_id: str,
         me: Holder,
         lease: claims.Lease,
+        record: JobRecord | None = None,
     ) -> None:
         self.task, self.ctx, self.job_id, self.me, self.lease = task, ctx, job_id, me, lease
-        got = patiently(lambda: ctx.jobs.get(job_id), f"reading job {job_id}")
-        self.record: JobRecord = got or JobRecord(job_id)
+        if record is None:  # the claim hands over the record it read; else read it
+            record = patiently(lambda: ctx.jobs.get(job_id), f"reading job {job_id}")
+        self.record: JobRecord = record or JobRecord(job_id)
         self.progress: Progress = (self.record.progress or no_progress()).copy()
         self.throttle = Throttle(self._write_progress, PROGRESS_INTERVAL)
         self._last_poll = 0.0
@@ -116,7 +118,8 @@ class JobRun:
             "current": current,
             "total": total,
         }
-        self.throttle.submit(value, force=current >= total)
+        # No forced write at the last step: the outcome follows at once and carries it.
+        self.throttle.submit(value)
 
     def _write_progress(self, value: Progress) -> None:
         self.progress = value
@@ -158,7 +161,8 @@ class JobRun:
             return  # we no longer hold the job: whoever does reports it
         self.record = rec
         job_events.publish(self.ctx.redis, rec)
-        self._mirror_to_flower(status)
+        if self.ctx.settings.task_events:
+            self._mirror_to_flower(status)
 
     def _finish(self, status: str, **outcome: Any) -> str:
         self.throttle.close()  # a late progress write must not follow the outcome
@@ -171,6 +175,17 @@ class JobRun:
             self.record = rec
             job_events.publish(self.ctx.redis, rec)
         return status
+
+    def _announce_start(self) -> None:
+        """Tell the watchers the job started. The claim already wrote STARTED (and the
+        record read after it says so): one event, no second write of the same state."""
+        if self.record.status == "STARTED":
+            job_events.publish(self.ctx.redis, self.record)
+            if self.ctx.settings.task_events:
+                self._mirror_to_flower("STARTED")
+        else:  # the record read after the claim says otherwise: write it, as before
+            self._report("STARTED")
+        self.throttle.started()
 
     def _mirror_to_flower(self, status: str) -> None:
         try:
@@ -268,7 +283,7 @@ class JobRun:
     # --- the run --------------------------------------------------------------------
     def execute(self) -> str:
         try:
-            patiently(lambda: self._report("STARTED"), f"starting {self.job_id}")
+            patiently(self._announce_start, f"starting {self.job_id}")
             # torch loads only in workers, after fork; inside the try, since a first import
             # can take longer than a short soft time limit
             from skinapp.models import analyze
@@ -331,13 +346,15 @@ def run_job(self: Task, job_id: str) -> dict[str, str]:
     """Claim the job; run it only if this child may (see `skinapp.tasks.claims`)."""
     ctx = context.current()
     me = Holder(worker=ctx.hostname or str(self.request.hostname), boot=ctx.boot)
-    outcome = patiently(lambda: claims.claim(ctx.jobs, job_id, me), f"claiming {job_id}")
+    outcome, record = patiently(
+        lambda: claims.claim_record(ctx.jobs, job_id, me), f"claiming {job_id}"
+    )
     if outcome != "run":
         if outcome in ("revoked", "poison"):
             _closed(ctx, job_id, outcome)
         return {"job_id": job_id, "outcome": outcome}
     with claims.Lease(ctx.jobs, job_id, me, blob_ttl=ctx.settings.blob_ttl_seconds) as lease:
-        state = JobRun(self, ctx, job_id, me, lease).execute()
+        state = JobRun(self, ctx, job_id, me, lease, record).execute()
     return {"job_id": job_id, "outcome": state}
 
 

@@ -20,8 +20,11 @@ logger = logging.getLogger(__name__)
 BATCH_NICE = 10
 
 
-def worker_argv(*, queues: list[str], concurrency: int, hostname: str, loglevel: str) -> list[str]:
-    return [
+def worker_argv(
+    *, queues: list[str], concurrency: int, hostname: str, loglevel: str, task_events: bool = False
+) -> list[str]:
+    """The worker's command line; task events (`--task-events`) only for Flower."""
+    argv = [
         "worker",
         f"--queues={','.join(queues)}",
         f"--concurrency={concurrency}",
@@ -30,8 +33,8 @@ def worker_argv(*, queues: list[str], concurrency: int, hostname: str, loglevel:
         "--pool=prefork",
         "--without-mingle",
         "--without-gossip",
-        "--task-events",
     ]
+    return argv + (["--task-events"] if task_events else ["--without-heartbeat"])
 
 
 def run_worker(
@@ -59,7 +62,13 @@ def run_worker(
     runner.register(app)
     lifecycle.connect()
     context.init(settings)
-    argv = worker_argv(queues=queues, concurrency=concurrency, hostname=hostname, loglevel=loglevel)
+    argv = worker_argv(
+        queues=queues,
+        concurrency=concurrency,
+        hostname=hostname,
+        loglevel=loglevel,
+        task_events=settings.task_events,
+    )
     logger.info("starting worker %s on %s", hostname, ",".join(queues))
     app.worker_main(argv)
 

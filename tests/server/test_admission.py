@@ -24,7 +24,7 @@ from skinapp.stack.probes import WRITE_PROBE_KEY
 from skinapp.tasks import keys
 from tests.tasks.stackutil import server
 from tests.utils import hostile
-from tests.utils.images import png_bytes, truncated_jpeg
+from tests.utils.images import lesion_jpeg, png_bytes, truncated_jpeg
 
 pytestmark = pytest.mark.stack
 
@@ -215,3 +215,57 @@ def test_the_phone_page_reads_the_states_from_the_api(stack: Any) -> None:
     assert body.json()["states"] == list(STATES) and set(body.json()["terminal"]) == TERMINAL
     script = httpx.get(f"{stack.api_url}/phone/phone.js", timeout=10).text
     assert "/phone/contract.json" in script and '"REVOKED"' not in script
+
+
+# --- issue 14: refused from the structure walk, before anything is queued -----------------
+DAMAGED_STRUCTURE: dict[str, tuple[str, bytes]] = {
+    "jpeg-cut-before-eoi": ("cut.jpg", hostile.jpeg_cut_before_eoi()),
+    "jpeg-without-quant-tables": ("noq.jpg", hostile.jpeg_without_quant_tables()),
+    "jpeg-sof-65535x65535": ("huge.jpg", hostile.jpeg_with_frame_size(65535, 65535)),
+    "png-bad-crc": ("crc.png", hostile.png_with_bad_crc()),
+    "png-cut-in-idat": ("cut.png", hostile.png_cut_in_idat()),
+    "png-without-iend": ("noend.png", hostile.png_without_iend()),
+}
+
+
+def _queued(stack: Any) -> tuple[int, int, int]:
+    """Jobs in the store, in the in-flight set and messages in the three queues."""
+    client = server(stack)
+    queues = sum(client.llen(name) for name in ("default", "analysis", "batch"))
+    return client.zcard(keys.JOBS_INDEX), client.zcard(keys.INFLIGHT), queues
+
+
+def test_damaged_structure_is_refused_at_the_api_and_nothing_is_queued(stack: Any) -> None:
+    api, token = str(stack.api_url), str(stack.admin_token)
+    before = _queued(stack)
+    for name, (filename, data) in DAMAGED_STRUCTURE.items():
+        response = httpx.post(
+            f"{api}/jobs/submit/dermoscopy",
+            files={"file": (filename, data)},
+            headers=_bearer(token),
+            timeout=30,
+        )
+        body = response.json()
+        assert (response.status_code, body["code"]) == (415, "invalid_image"), (name, body)
+        assert body["detail"] == _worker_words(data), name  # the worker's words, exactly
+    good = [(f"good-{i}.jpg", lesion_jpeg(seed=i)) for i in range(3)]
+    bad = good[:2] + [("cut.png", hostile.png_cut_in_idat())] + good[2:]
+    response = httpx.post(
+        f"{api}/jobs/submit/batch-skin-check",
+        files=[("files", f) for f in bad],
+        headers=_bearer(token),
+        timeout=30,
+    )
+    assert response.status_code == 415, response.text
+    assert response.json()["detail"] == (
+        "Image 3 of 4 ('cut.png'): The image file is damaged or truncated."
+    )
+    assert _queued(stack) == before  # no job record, no in-flight entry, no message
+    response = httpx.post(  # the same good files alone are taken: the refusal was the file's
+        f"{api}/jobs/submit/batch-skin-check",
+        files=[("files", f) for f in good],
+        headers=_bearer(token),
+        timeout=30,
+    )
+    assert response.status_code == 202, response.text
+    httpx.delete(f"{api}/jobs/cancel/{response.json()['job_id']}", headers=_bearer(token))

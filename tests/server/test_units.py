@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import stat
 from collections.abc import AsyncIterator
@@ -130,6 +131,22 @@ def test_multipart_is_parsed_and_limited_while_streaming() -> None:
         asyncio.run(read_multipart(ctype, _chunks(two), Limits(10_000, 1)))
     with pytest.raises(InvalidRequest):
         asyncio.run(read_multipart("application/json", _chunks(b"{}"), Limits(10, 1)))
+
+
+def test_each_file_is_hashed_while_it_streams() -> None:
+    first, second = bytes(range(256)) * 40, b"\xff\xd8" + b"y" * 7001
+    ctype, body = _multipart(
+        [("files", "a.jpg", first), ("note", None, b"n"), ("files", "b.jpg", second)]
+    )
+    for size in (1, 7, 1000, len(body)):  # part boundaries fall anywhere in a chunk
+        form = asyncio.run(read_multipart(ctype, _chunks(body, size), Limits(20_000, 2)))
+        assert [f.sha256 for f in form.files] == [
+            hashlib.sha256(first).hexdigest(),
+            hashlib.sha256(second).hexdigest(),
+        ], size
+        assert [f.filename for f in form.files] == ["a.jpg", "b.jpg"] and form.fields == {
+            "note": "n"
+        }
 
 
 def test_events_are_filtered_by_owner_and_lose_the_owner_field() -> None:

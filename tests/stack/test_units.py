@@ -124,6 +124,18 @@ def test_children_get_the_stacks_broker_and_not_a_client_token(
     assert "SKINAPP_API_TOKEN" not in env
 
 
+def test_only_a_stack_with_flower_gives_its_children_task_events(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = load_settings(data_dir=tmp_path)
+    plain, with_flower = Stack(settings), Stack(settings, flower=True)
+    assert (plain.settings.task_events, with_flower.settings.task_events) == (False, True)
+    assert child_env(plain.settings, None)["SKINAPP_TASK_EVENTS"] == "False"
+    env = child_env(with_flower.settings, None)
+    monkeypatch.setenv("SKINAPP_TASK_EVENTS", env["SKINAPP_TASK_EVENTS"])
+    assert load_settings().task_events is True  # what a worker child reads back
+
+
 def test_restart_policy_backs_off_to_a_cap_and_never_gives_up() -> None:
     policy = RestartPolicy(limit=3, window=100.0, base_delay=0.5, max_delay=4.0)
     delays = []

@@ -34,8 +34,32 @@ def test_celery_config_is_json_only_late_ack_and_routed() -> None:
     assert conf["broker_transport_options"] == {"visibility_timeout": settings.visibility_timeout}
     assert settings.visibility_timeout > conf["task_time_limit"] > conf["task_soft_time_limit"]
     assert conf["result_expires"] == 2 * 86400
-    assert conf["worker_send_task_events"] is True
     assert [q.name for q in conf["task_queues"]] == ["default", "analysis", "batch"]
+
+
+def test_task_events_and_the_started_state_only_for_flower() -> None:
+    from skinapp.tasks.worker import worker_argv
+
+    plain = load_settings(redis_url="redis://127.0.0.1:1/0")
+    flower = load_settings(redis_url="redis://127.0.0.1:1/0", task_events=True)
+    names = ("worker_send_task_events", "task_send_sent_event", "task_track_started")
+    assert [celery_config(plain)[n] for n in names] == [False, False, False]
+    assert [celery_config(flower)[n] for n in names] == [True, True, True]
+    # Nobody reads Celery's results but Flower: no backend, so the API subscribes to nothing.
+    assert (celery_config(plain)["result_backend"], celery_config(plain)["task_ignore_result"]) == (
+        None,
+        True,
+    )
+    assert celery_config(flower)["result_backend"] == "redis://127.0.0.1:1/0"
+    named = load_settings(redis_url="redis://127.0.0.1:1/0", celery_result_backend="redis://b/1")
+    assert (celery_config(named)["result_backend"], celery_config(named)["task_ignore_result"]) == (
+        "redis://b/1",
+        False,
+    )
+    argv = {"queues": ["analysis"], "concurrency": 1, "hostname": "w@h", "loglevel": "INFO"}
+    assert "--task-events" not in worker_argv(**argv)
+    assert "--without-heartbeat" in worker_argv(**argv)  # worker events feed only Flower
+    assert "--task-events" in worker_argv(**argv, task_events=True)
 
 
 def test_summary_of_a_result() -> None:
@@ -74,3 +98,28 @@ def test_progress_throttle_keeps_the_last_value_of_a_burst() -> None:
     throttle.close()
     time.sleep(0.3)
     assert written == [0, 7, 8]  # closed: nothing pending is written after the outcome
+
+
+def test_progress_waits_an_interval_after_the_start_and_a_short_job_writes_none() -> None:
+    import time
+
+    from skinapp.tasks.progress import Throttle
+
+    written: list[int] = []
+    short = Throttle(written.append, 0.2)
+    short.started()
+    for i in range(4):  # the steps of a job of a few milliseconds
+        short.submit(i)
+    short.close()  # the outcome is written next, with the final progress
+    time.sleep(0.3)
+    assert written == []
+    long = Throttle(written.append, 0.1)
+    long.started()
+    started = time.monotonic()
+    for i in range(30):  # 30 steps over ~0.6 s
+        long.submit(i)
+        time.sleep(0.02)
+    long.close()
+    assert written and time.monotonic() - started > 0.5
+    assert len(written) <= 0.6 / 0.1 + 1 and written == sorted(written)
+    assert written[-1] >= 20  # latest-wins: the last writes carry late steps

@@ -111,3 +111,83 @@ def motion_photo(video_bytes: int = 2 * 2**20) -> bytes:
 
 def _box(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", 8 + len(body)) + kind + body
+
+
+# --- damaged structure (issue 14): refused from the header walk, no pixel decoded ---------
+def _segment(data: bytes, marker: int) -> int:
+    """Offset of the first `marker` segment of a JPEG (a walk, not a byte search)."""
+    from skinapp.contract.headers import jpeg_segments
+
+    return next(start - 4 for kind, start, _ in jpeg_segments(data) if kind == marker)
+
+
+def jpeg_cut_before_eoi() -> bytes:
+    """All of the scan, only the last marker missing: what a stalled phone upload leaves."""
+    data = lesion_jpeg()
+    assert data[-2:] == b"\xff\xd9"
+    return data[:-2]
+
+
+def jpeg_with_frame_size(width: int, height: int) -> bytes:
+    """A real JPEG whose SOF declares another size than its scan holds."""
+    data = bytearray(lesion_jpeg())
+    sof = _segment(bytes(data), 0xC0)
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def jpeg_with_sof_marker(marker: int) -> bytes:
+    """A real JPEG whose frame claims another coding process (0xC5: hierarchical)."""
+    data = bytearray(lesion_jpeg())
+    data[_segment(bytes(data), 0xC0) + 1] = marker
+    return bytes(data)
+
+
+def jpeg_without_quant_tables() -> bytes:
+    """A JPEG whose DQT segments were dropped: its scans name tables nobody defined."""
+    data = lesion_jpeg()
+    while True:
+        try:
+            dqt = _segment(data, 0xDB)
+        except StopIteration:
+            return data
+        length = int.from_bytes(data[dqt + 2 : dqt + 4], "big")
+        data = data[:dqt] + data[dqt + 2 + length :]
+
+
+def _png_chunk_at(data: bytes, kind: bytes) -> tuple[int, int]:
+    """(offset of the chunk's length field, data length) of the first `kind` chunk."""
+    pos = 8
+    while True:
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        if data[pos + 4 : pos + 8] == kind:
+            return pos, length
+        pos += 12 + length
+
+
+def png_with_bad_crc(size: tuple[int, int] = (200, 200)) -> bytes:
+    """One bit of the image data flipped: the IDAT's CRC no longer matches."""
+    from tests.utils.images import png_bytes
+
+    data = bytearray(png_bytes(size))
+    pos, length = _png_chunk_at(bytes(data), b"IDAT")
+    data[pos + 8 + length // 2] ^= 0x01
+    return bytes(data)
+
+
+def png_cut_in_idat(size: tuple[int, int] = (200, 200)) -> bytes:
+    """The file ends in the middle of its image data."""
+    from tests.utils.images import png_bytes
+
+    data = png_bytes(size)
+    pos, length = _png_chunk_at(data, b"IDAT")
+    return data[: pos + 8 + length // 2]
+
+
+def png_without_iend(size: tuple[int, int] = (200, 200)) -> bytes:
+    """Every chunk whole and right, but the closing IEND missing."""
+    from tests.utils.images import png_bytes
+
+    data = png_bytes(size)
+    assert data[-8:-4] == b"IEND"
+    return data[:-12]
