@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from skinapp.gui.qt_main_window import QtMainWindow
-from tests.gui.test_dashboard_stack import JOB_TIMEOUT_MS, drop, images, jobs_for
+from tests.gui.test_dashboard_stack import JOB_TIMEOUT_MS, drop, jobs_for
 from tests.tasks.helpers import MiniStack, soft_limited_stack
+from tests.utils.images import long_batch
 from tests.utils.stack import stack_settings
 
 pytestmark = [pytest.mark.gui, pytest.mark.stack, pytest.mark.slow]
@@ -37,7 +38,10 @@ def test_a_batch_stopped_at_the_time_limit_shows_the_seed_hint(
     try:
         win.tabs.setCurrentWidget(win.health_panel)
         assert not win.health_panel.hints.isVisible()
-        paths = images(tmp_path / "big", 50, size=(640, 480))
+        (tmp_path / "big").mkdir()
+        paths = [tmp_path / "big" / name for name, _ in long_batch(50)]
+        for path, (_, data) in zip(paths, long_batch(50), strict=True):
+            path.write_bytes(data)
         win.drop_zone.set_analysis("batch-skin-check")
         drop(qtbot, win, paths)
         qtbot.waitUntil(lambda: len(jobs_for(win, paths)) == 1, timeout=30_000)

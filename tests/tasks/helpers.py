@@ -185,12 +185,14 @@ class MiniStack:
 
 @contextlib.contextmanager
 def soft_limited_stack(root: Path, models_dir: Path) -> Iterator[MiniStack]:
-    """Server, API and a batch worker whose jobs get a 1 s soft time limit (hard: 20 s)."""
+    """Server, API and a batch worker whose jobs get a 1 s soft time limit (hard: 20 s); it
+    takes the 180 MB of a `long_batch(50)`."""
     stack = MiniStack(
         root,
         CELERY_TASK_SOFT_TIME_LIMIT="1",
         CELERY_TASK_TIME_LIMIT="20",
         SKINAPP_MODELS_DIR=str(models_dir),
+        SKINAPP_MAX_REQUEST_MB="512",
     )
     try:
         stack.start_server()

@@ -19,7 +19,7 @@ from skinapp.client import Client
 from skinapp.tasks import keys
 from skinapp.tasks.runner import PROGRESS_INTERVAL
 from tests.tasks.stackutil import server
-from tests.utils.images import lesion_jpeg
+from tests.utils.images import lesion_jpeg, long_batch
 
 pytestmark = pytest.mark.stack
 
@@ -84,7 +84,7 @@ def _run_span(events: list[tuple[float, dict[str, Any]]]) -> float:
 
 
 def test_a_long_job_reports_progress_and_its_outcome_always(client: Client, events: Any) -> None:
-    images = [(f"{i}.jpg", lesion_jpeg((640, 480), seed=i)) for i in range(12)]
+    images = long_batch(12)  # ~1 s of work: many progress intervals
     job = client.submit("batch-skin-check", images)
     mine = events.of(job["job_id"])
     statuses = _statuses(mine)

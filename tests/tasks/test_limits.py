@@ -9,7 +9,7 @@ import pytest
 
 from skinapp.client import Client
 from tests.tasks.helpers import MiniStack, soft_limited_stack
-from tests.utils.images import lesion_jpeg
+from tests.utils.images import long_batch
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
@@ -22,9 +22,7 @@ def limited(tmp_path: Path, demo_models_dir: Path) -> Iterator[MiniStack]:
 
 def test_soft_time_limit_fails_the_job_clearly(limited: MiniStack) -> None:
     with Client(limited.api_url, limited.admin_token()) as client:
-        job = client.submit(
-            "batch-skin-check", [(f"{i}.jpg", lesion_jpeg(seed=i)) for i in range(50)]
-        )
+        job = client.submit("batch-skin-check", long_batch(50))
         body = client.wait(job["job_id"], timeout=60)
     assert body["status"] == "FAILURE"
     assert "CELERY_TASK_SOFT_TIME_LIMIT" in body["error"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 
 import numpy as np
@@ -46,6 +47,22 @@ def lesion_jpeg(size: tuple[int, int] = (320, 240), seed: int = 0) -> bytes:
     noise, so every seed gives different bytes."""
     cls = _JPEG_CLASSES[seed % len(_JPEG_CLASSES)]
     return encode(synthetic_image(size, seed, "lesion", cls, render_seed=2), quality=95)
+
+
+#: 24 MP: a batch of them takes seconds of analysis on any machine we run on (50 took 3.9 s
+#: in one process on this idle 2-core machine; 50 of 640x480 took 0.34 s).
+CAMERA_SIZE = (6000, 4000)
+
+
+@functools.lru_cache(maxsize=4)
+def camera_jpeg(seed: int = 0) -> bytes:
+    """A 24-MP lesion photo, about 3.6 MB (cached: drawing one takes seconds)."""
+    return lesion_jpeg(CAMERA_SIZE, seed)
+
+
+def long_batch(n: int) -> list[tuple[str, bytes]]:
+    """`n` camera photos (two distinct drawings) for a batch that must take a while."""
+    return [(f"camera-{i:03d}.jpg", camera_jpeg(i % 2)) for i in range(n)]
 
 
 def skin_jpeg(size: tuple[int, int] = (320, 240), seed: int = 0) -> bytes:
