@@ -133,6 +133,13 @@ class Settings(BaseSettings):
     # Each recycled pool process reloads torch and the models (seconds): at the seed's 50, 100
     # single-image jobs ran 3.5x slower. Lower it (the seed's remedy) if workers leak memory.
     worker_max_tasks_per_child: int = Field(default=1000, ge=1)
+    # Dynamic batching (issue 14): the interactive worker runs its jobs in threads of one
+    # process, whose single-image forward passes share batched ones. auto: on for CUDA (a
+    # GPU runs 8 images in the time of one), off on CPU (bench/bench_batching.py measured it).
+    dynamic_batching: Literal["auto", "on", "off"] = "auto"
+    # How long a forward pass waits for other jobs' images, and how many it takes at most.
+    dynamic_batching_max_wait_ms: float = Field(default=5.0, ge=0, le=1000)
+    dynamic_batching_max_batch: int = Field(default=8, ge=1, le=256)
     start_timeout: float = Field(default=60.0, gt=0)
     # --- phones on the clinic LAN (issue 12): a second, HTTPS-only listener ---------------
     lan: bool = False  # `serve --lan`, or the dashboard's "Allow phones on the clinic network"
@@ -151,6 +158,11 @@ class Settings(BaseSettings):
         if value.startswith("cuda:") and value[5:].isdigit():
             return value
         raise ValueError("must be auto, cpu, cuda, cuda:N or mps")
+
+    @field_validator("dynamic_batching", mode="before")
+    @classmethod
+    def _lower_batching(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _check_limits(self) -> Settings:

@@ -1,4 +1,8 @@
-"""`run_worker`: a Celery prefork worker in the foreground (the stack's worker children)."""
+"""`run_worker`: a Celery worker in the foreground (the stack's worker children).
+
+Prefork, except an interactive worker with dynamic batching on, which runs its jobs in
+threads of one process (`skinapp.tasks.threads_pool` says what that changes).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import os
 from pathlib import Path
 
 from skinapp.config import Settings, queue_for, reset_settings
-from skinapp.tasks import context, lifecycle, runner
+from skinapp.tasks import context, lifecycle, runner, threads_pool
 from skinapp.tasks.celery_app import configure
 
 logger = logging.getLogger(__name__)
@@ -19,14 +23,16 @@ logger = logging.getLogger(__name__)
 BATCH_NICE = 10
 
 
-def worker_argv(*, queues: list[str], concurrency: int, hostname: str, loglevel: str) -> list[str]:
+def worker_argv(
+    *, queues: list[str], concurrency: int, hostname: str, loglevel: str, pool: str = "prefork"
+) -> list[str]:
     return [
         "worker",
         f"--queues={','.join(queues)}",
         f"--concurrency={concurrency}",
         f"--hostname={hostname}",
         f"--loglevel={loglevel}",
-        "--pool=prefork",
+        f"--pool={pool}",
         "--without-mingle",
         "--without-gossip",
         "--task-events",
@@ -42,22 +48,30 @@ def run_worker(
     loglevel: str = "INFO",
 ) -> None:
     """Run until stopped (SIGTERM: warm shutdown). The broker is `settings.external_broker`."""
+    # Idle OpenMP threads sleep instead of spinning on cores another process needs (set
+    # before anything imports torch: OpenMP reads it when it loads).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    threads = threads_pool.wants_threads(settings, queues)
     if settings.torch_threads is None:
         # Every pool process runs torch. Uncapped, each starts a thread per core and they
         # spin against each other: a binary-classify job measured 25 ms alone and 540 ms
         # with two busy children on two cores. The children read this from their settings.
-        os.environ["SKINAPP_TORCH_THREADS"] = str(torch_threads_for(concurrency))
+        # The threads pool is one process: it gets every core.
+        os.environ["SKINAPP_TORCH_THREADS"] = str(torch_threads_for(1 if threads else concurrency))
         reset_settings()  # the pool children fork from here and must see it
-    # Idle OpenMP threads sleep instead of spinning on cores another process needs.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if set(queues) == {queue_for("batch-skin-check")}:
         lower_priority(int(os.environ.get("SKINAPP_BATCH_NICE", BATCH_NICE)))
     app = configure(settings)
     runner.register(app)
-    lifecycle.connect()
+    lifecycle.connect(jobs_in_threads=threads)
     context.init(settings)
-    argv = worker_argv(queues=queues, concurrency=concurrency, hostname=hostname, loglevel=loglevel)
-    logger.info("starting worker %s on %s", hostname, ",".join(queues))
+    if threads:
+        threads_pool.prepare(settings)
+    pool = "threads" if threads else "prefork"
+    argv = worker_argv(
+        queues=queues, concurrency=concurrency, hostname=hostname, loglevel=loglevel, pool=pool
+    )
+    logger.info("starting worker %s on %s (%s pool)", hostname, ",".join(queues), pool)
     app.worker_main(argv)
 
 
