@@ -1,12 +1,14 @@
 """Dynamic batching across jobs (benchmark, not a test): N clients submitting single-image
 jobs at once, to an interactive worker with batching on (threads pool, shared passes) and
-off (prefork, the default on CPU), alternated A B A B in one run.
+off (prefork, the default on CPU), alternated A B C A B C in one run.
 
     python bench/bench_batching.py [--clients 4] [--concurrency 4] [--jobs 10] [--rounds 3]
                                    [--analysis full-classify] [--wait-ms 5] [--device cpu]
 
-Two real stacks run side by side in temp data dirs (demo checkpoints from
-`.cache/test-models`), one per mode, with the same `CELERY_WORKER_CONCURRENCY`; each block
+Three real stacks run side by side in temp data dirs (demo checkpoints from
+`.cache/test-models`), with the same `CELERY_WORKER_CONCURRENCY`: batching off, on, and
+"threads, batch 1" (the threads pool with passes of one image, which tells what the pool
+itself changes from what the shared passes add). Each block
 sends `--jobs` jobs per client to one of them, the blocks alternating, so a busy shared
 machine weighs on both alike. Latency is from the upload to the result (HTTP included);
 jobs/s is the block's jobs over its wall time; the mean batch is the mean over jobs of the
@@ -38,7 +40,9 @@ from skinapp.stack import Stack  # noqa: E402
 from skinapp.stack.probes import free_port, health  # noqa: E402
 
 MODELS = Path(os.environ.get("SKINAPP_TEST_MODELS_CACHE", REPO / ".cache" / "test-models"))
-MODES = ("off", "on")
+#: mode -> (SKINAPP_DYNAMIC_BATCHING, max batch). "threads, batch 1" is the threads pool
+#: without shared passes: it tells what the pool itself changes from what sharing adds.
+MODES = {"off": ("off", 8), "on": ("on", 8), "threads, batch 1": ("on", 1)}
 
 
 @dataclass
@@ -63,14 +67,16 @@ def pct(values: list[float], q: float) -> float:
 
 @contextlib.contextmanager
 def running(root: Path, mode: str, args: argparse.Namespace) -> Iterator[Stack]:
+    batching, max_batch = MODES[mode]
     settings = load_settings(
         data_dir=root / "data",
         models_dir=MODELS,
         port=free_port(),
         log_level="WARNING",
         device=args.device,
-        dynamic_batching=mode,
+        dynamic_batching=batching,
         dynamic_batching_max_wait_ms=args.wait_ms,
+        dynamic_batching_max_batch=max_batch,
         celery_worker_concurrency=args.concurrency,
     )
     stack = Stack(settings, ensure_models=False, on_stage=lambda s, m: None)
@@ -120,19 +126,22 @@ def print_table(rows: dict[str, Figures], args: argparse.Namespace) -> None:
         f"\n{args.analysis} 640x480, {args.clients} clients x {args.jobs} jobs x {args.rounds} "
         f"rounds, worker concurrency {args.concurrency}, max wait {args.wait_ms} ms, {args.device}"
     )
-    print(f"{'batching':<10}{'p50 ms':>9}{'p95 ms':>9}{'jobs/s':>9}{'mean batch':>12}{'jobs':>7}")
+    print(f"{'batching':<18}{'p50 ms':>9}{'p95 ms':>9}{'jobs/s':>9}{'mean batch':>12}{'jobs':>7}")
     for r in rows.values():
         print(
-            f"{r.mode:<10}{statistics.median(r.latencies) * 1000:>9.0f}"
+            f"{r.mode:<18}{statistics.median(r.latencies) * 1000:>9.0f}"
             f"{pct(r.latencies, 0.95) * 1000:>9.0f}{r.jobs / r.seconds:>9.2f}"
             f"{statistics.mean(r.batches):>12.2f}{r.jobs:>7}"
         )
-    off, on = rows["off"], rows["on"]
-    print(
-        f"on/off: p50 {statistics.median(on.latencies) / statistics.median(off.latencies):.2f}, "
-        f"p95 {pct(on.latencies, 0.95) / pct(off.latencies, 0.95):.2f}, "
-        f"jobs/s {(on.jobs / on.seconds) / (off.jobs / off.seconds):.2f}"
-    )
+    off = rows["off"]
+    for label, r in rows.items():
+        if label == "off":
+            continue
+        print(
+            f"{label} / off: p50 {statistics.median(r.latencies) / statistics.median(off.latencies):.2f}, "
+            f"p95 {pct(r.latencies, 0.95) / pct(off.latencies, 0.95):.2f}, "
+            f"jobs/s {(r.jobs / r.seconds) / (off.jobs / off.seconds):.2f}"
+        )
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"machine: {os.cpu_count()} CPUs, load {load}")
 

@@ -114,3 +114,32 @@ def test_auto_device_asks_torch_whether_cuda_is_here() -> None:
     import torch
 
     assert wants_threads(settings(device="auto"), INTERACTIVE) is torch.cuda.is_available()
+
+
+def test_a_job_past_the_hard_limit_fails_and_the_worker_process_ends(
+    rclient: redis.Redis, valkey_url: str
+) -> None:
+    """`fail_and_exit` in a real process against the real server: the job ends as prefork's
+    hard limit ends it, our heartbeat goes, and the process exits with EXIT_HARD_LIMIT."""
+    import subprocess
+    import sys
+
+    from skinapp.tasks.threads_pool import EXIT_HARD_LIMIT
+
+    jobs, me = _running_job(rclient)
+    script = (
+        "from skinapp.config import load_settings\n"
+        "from skinapp.tasks import context, threads_pool\n"
+        f"ctx = context.init(load_settings(redis_url={valkey_url!r}, celery_task_time_limit=180))\n"
+        f"ctx.hostname = {me.worker!r}\n"
+        "threads_pool.fail_and_exit('j1', 181.0)\n"
+        "raise SystemExit('not reached')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
+    assert done.returncode == EXIT_HARD_LIMIT, done.stderr.decode()
+    rec = jobs.get("j1")
+    assert rec is not None and rec.status == "FAILURE" and rec.error_code == "time_limit"
+    assert "CELERY_TASK_TIME_LIMIT" in rec.error and "180 s" in rec.error
+    assert rclient.get(keys.heartbeat(me.worker)) is None
+    # the message handed back at the restart runs nothing: the job has ended
+    assert claim(jobs, "j1", Holder("w@h", "boot2")) == "skip"
