@@ -121,6 +121,48 @@ def block(stack: Stack, mode: str, args: argparse.Namespace, images: list[bytes]
     return out
 
 
+def forward_only(threads: int, calls: int, rounds: int) -> None:
+    """In this process, no stack: `threads` threads each scoring `calls` images one at a
+    time, unshared (each its own pass) and shared (the batcher), alternated; seconds per
+    image and the mean batch. What sharing does to the pass itself, without HTTP or queue."""
+    import torch
+
+    from skinapp.config import reset_settings
+    from skinapp.models import batcher
+    from skinapp.models.classifier import get_classifier
+    from tests.utils.images import lesion_image
+
+    os.environ.update(SKINAPP_MODELS_DIR=str(MODELS), SKINAPP_DEVICE="cpu")
+    reset_settings()
+    model = get_classifier("binary")
+    pics = [lesion_image((640, 480), seed=s) for s in range(8)]
+    figures: dict[str, list[float]] = {"unshared": [], "shared": []}
+    sizes: list[int] = []
+
+    def worker(i: int) -> None:
+        with batcher.ACTIVE.running():
+            for j in range(calls):
+                _, n = model.score_one(pics[(i + j) % len(pics)])
+                if n is not None:
+                    sizes.append(n)
+
+    for _ in range(rounds):
+        for label, config in (("unshared", None), ("shared", batcher.BatchingConfig())):
+            batcher.enable(config)
+            started = time.perf_counter()
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(worker, range(threads)))
+            figures[label].append((time.perf_counter() - started) / (threads * calls))
+    batcher.enable(None)
+    print(
+        f"\nforward passes only, {threads} threads x {calls} images, torch threads {torch.get_num_threads()}"
+    )
+    for label, values in figures.items():
+        print(f"{label:<10}{statistics.median(values) * 1000:>8.2f} ms/image (median of {rounds})")
+    shared = statistics.median(figures["shared"]) / statistics.median(figures["unshared"])
+    print(f"shared / unshared: {shared:.2f}; mean batch while shared {statistics.mean(sizes):.2f}")
+
+
 def print_table(rows: dict[str, Figures], args: argparse.Namespace) -> None:
     print(
         f"\n{args.analysis} 640x480, {args.clients} clients x {args.jobs} jobs x {args.rounds} "
@@ -155,11 +197,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--analysis", default="full-classify")
     parser.add_argument("--wait-ms", type=float, default=5.0)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--forward-only", action="store_true", help="only the in-process table")
     args = parser.parse_args(argv)
     from skinapp.models.demo import ensure_demo_checkpoints
     from tests.utils.images import lesion_jpeg
 
     ensure_demo_checkpoints(MODELS)
+    if args.forward_only:
+        forward_only(args.clients, 4 * args.jobs, args.rounds)
+        return 0
     images = [lesion_jpeg((640, 480), seed=s) for s in range(8)]
     rows = {mode: Figures(mode) for mode in MODES}
     with (
