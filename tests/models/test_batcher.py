@@ -280,3 +280,22 @@ def test_analyze_reports_the_shared_passes_only_while_batching_is_on(demo_models
     for body in (plain, batched):
         body.pop("processing_time")
     assert batched == plain
+
+
+def test_loaded_classifiers_have_no_batch_dependent_layer_in_training_mode(
+    demo_models: Path,
+) -> None:
+    """Rows are independent only in eval mode: BatchNorm on running statistics, no dropout."""
+    from skinapp.models.classifier import clear_cache, get_classifier
+
+    clear_cache()
+    try:
+        for task in ("binary", "lesion", "burn"):
+            module = get_classifier(task).module
+            norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+            assert norms, (
+                task
+            )  # the demo architectures do have BatchNorm: the check means something
+            assert not any(m.training for m in module.modules()), task
+    finally:
+        clear_cache()
