@@ -134,8 +134,11 @@ class Settings(BaseSettings):
     # single-image jobs ran 3.5x slower. Lower it (the seed's remedy) if workers leak memory.
     worker_max_tasks_per_child: int = Field(default=1000, ge=1)
     # Dynamic batching (issue 14): the interactive worker runs its jobs in threads of one
-    # process, whose single-image forward passes share batched ones. auto: on for CUDA (a
-    # GPU runs 8 images in the time of one), off on CPU (bench/bench_batching.py measured it).
+    # process, whose single-image forward passes share batched ones. auto: on for CUDA (what
+    # a GPU needs), off on CPU: on 2 cores shared passes (1.0-2.2 images each) ran no more
+    # jobs/s than the threads pool with passes of one, and that pool ran 0.7x-1.6x prefork's
+    # jobs/s as the machine's load varied (bench/bench_batching.py); prefork also keeps the
+    # per-job hard time limit.
     dynamic_batching: Literal["auto", "on", "off"] = "auto"
     # How long a forward pass waits for other jobs' images, and how many it takes at most.
     dynamic_batching_max_wait_ms: float = Field(default=5.0, ge=0, le=1000)
