@@ -8,10 +8,10 @@ threads pool, `SKINAPP_DYNAMIC_BATCHING`) lets their forward requests meet here:
 
 - each loaded model has one `ForwardBatcher`; a caller's `submit(x)` queues its input and
   blocks until its own row comes back;
-- a batch closes when it holds `max_batch` inputs, when every analysis running in this
-  process has its input queued (`ACTIVE`: no one else can come, so waiting is waste), or
-  `max_wait` after its oldest input arrived, whichever is first: a lone job on an idle
-  worker pays no wait, and no job waits longer than the bound for company;
+- a batch closes when it holds `max_batch` inputs, when no other analysis running in this
+  process can bring one (`ACTIVE`: all the others are queued at other models, or there are
+  none, so waiting is waste), or `max_wait` after its oldest input arrived, whichever is
+  first: a lone job on an idle worker pays no wait, and no job waits longer than the bound;
 - one thread per batcher runs the pass (`run(inputs) -> outputs`, one output per input in
   order) and hands each caller its row with the number of inputs that shared the pass; an
   exception goes to every caller of that batch, and the next batch runs as usual.
@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 logger = logging.getLogger(__name__)
 
@@ -65,12 +65,27 @@ class Shared(Generic[Out]):
     batch_size: int
 
 
+class Peers(Protocol):
+    """Who may still bring an input to a batcher (so that it does not wait for no one)."""
+
+    def expected(self, pending_here: int) -> int:
+        """How many callers are queued here or may still come, `pending_here` of them queued."""
+        ...
+
+    def park(self, delta: int) -> None:
+        """Inputs queued (+n) or taken into a pass (-n) in some batcher."""
+        ...
+
+
 class ActiveCount:
-    """How many analyses that may ask for a forward pass run in this process now."""
+    """The analyses that may ask for a forward pass in this process now, and how many of
+    them are parked in some batcher: a job queued in one batcher cannot come to another,
+    so two jobs at different models never wait for each other."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._count = 0
+        self._parked = 0
 
     @contextlib.contextmanager
     def running(self) -> Iterator[None]:
@@ -84,6 +99,14 @@ class ActiveCount:
 
     def __call__(self) -> int:
         return self._count
+
+    def expected(self, pending_here: int) -> int:
+        with self._lock:
+            return self._count - (self._parked - pending_here)
+
+    def park(self, delta: int) -> None:
+        with self._lock:
+            self._parked += delta
 
 
 #: The analyses of this process (`analyze` counts the classifier ones while batching is on).
@@ -105,7 +128,7 @@ class ForwardBatcher(Generic[In, Out]):
         run: Callable[[list[In]], Sequence[Out]],
         config: BatchingConfig | None = None,
         *,
-        peers: Callable[[], int] = ACTIVE,
+        peers: Peers = ACTIVE,
         clock: Callable[[], float] = time.monotonic,
         name: str = "forward",
     ) -> None:
@@ -126,6 +149,7 @@ class ForwardBatcher(Generic[In, Out]):
             if self._closed:
                 raise RuntimeError("the forward batcher is closed")
             self._pending.append(request)
+            self._peers.park(1)
             self._cond.notify_all()
         return request.future.result()
 
@@ -158,11 +182,12 @@ class ForwardBatcher(Generic[In, Out]):
                 self._cond.wait(left)
             batch = self._pending[: self.config.max_batch]
             del self._pending[: self.config.max_batch]
+            self._peers.park(-len(batch))
             return batch
 
     def _full(self) -> bool:
         waiting = len(self._pending)
-        return waiting >= self.config.max_batch or waiting >= self._peers()
+        return waiting >= self.config.max_batch or waiting >= self._peers.expected(waiting)
 
     def _run_batch(self, batch: list[_Request[In, Out]]) -> None:
         try:

@@ -21,7 +21,19 @@ from skinapp.models import batcher
 from skinapp.models.batcher import ActiveCount, BatchingConfig, ForwardBatcher, Shared
 
 ATOL = 1e-5
-ALWAYS_WAIT = 1000  # peers: more callers than any test has, so only the bounds close a batch
+
+
+class AlwaysWait:
+    """Peers that always may come: only the bounds close a batch."""
+
+    def expected(self, pending_here: int) -> int:
+        return 1000
+
+    def park(self, delta: int) -> None:
+        pass
+
+
+ALWAYS_WAIT = AlwaysWait()
 
 
 class CountedNet:
@@ -72,7 +84,7 @@ def make_batcher(net: CountedNet) -> Iterator[object]:
     made: list[ForwardBatcher[torch.Tensor, torch.Tensor]] = []
 
     def make(
-        max_batch: int = 8, max_wait_s: float = 0.005, peers: object = lambda: ALWAYS_WAIT
+        max_batch: int = 8, max_wait_s: float = 0.005, peers: object = ALWAYS_WAIT
     ) -> ForwardBatcher[torch.Tensor, torch.Tensor]:
         b = ForwardBatcher(net.forward, BatchingConfig(max_batch, max_wait_s), peers=peers)  # type: ignore[arg-type]
         made.append(b)
@@ -141,6 +153,43 @@ def test_batch_closes_once_every_running_analysis_has_queued(net: CountedNet, ma
     assert active() == 0
 
 
+def test_jobs_at_different_models_do_not_wait_for_each_other() -> None:
+    """A job queued at one model cannot come to another: the other closes at once."""
+    from tests.tasks.helpers import wait_for
+
+    active = ActiveCount()
+    first, second = CountedNet(), CountedNet()
+    at_first = ForwardBatcher(first.forward, BatchingConfig(8, 30.0), peers=active)
+    at_second = ForwardBatcher(second.forward, BatchingConfig(8, 30.0), peers=active)
+    inside = threading.Barrier(2)
+    x, y = images(2)
+
+    def job_a() -> None:  # already at the first model
+        with active.running():
+            inside.wait()
+            at_first.submit(x)
+
+    def job_b() -> None:  # one model behind: the second, then the first
+        with active.running():
+            inside.wait()
+            wait_for(lambda: active.expected(0) == 1, timeout=10)  # job A is queued
+            at_second.submit(y)
+            at_first.submit(y)
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=job_a), threading.Thread(target=job_b)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(40)
+    finally:
+        at_first.close()
+        at_second.close()
+    assert time.monotonic() - started < 10.0  # neither waited out the 30 s bound
+    assert second.batch_sizes == [1] and first.batch_sizes == [2]
+
+
 def test_a_lone_counted_caller_does_not_wait(net: CountedNet, make_batcher) -> None:
     active = ActiveCount()
     b = make_batcher(max_wait_s=30.0, peers=active)
@@ -193,7 +242,7 @@ def test_an_exception_reaches_every_caller_of_the_batch(net: CountedNet, make_ba
 
 
 def test_a_wrong_row_count_is_an_error_not_a_mix_up(make_batcher) -> None:
-    b = ForwardBatcher(lambda xs: xs[:1], BatchingConfig(8, 2.0), peers=lambda: ALWAYS_WAIT)
+    b = ForwardBatcher(lambda xs: xs[:1], BatchingConfig(8, 2.0), peers=ALWAYS_WAIT)
     try:
         outs = submit_together(b, [1, 2])  # type: ignore[list-item]
     finally:
@@ -242,8 +291,8 @@ def test_classifier_rows_from_a_shared_pass_match_its_own_pass(batching_on: None
     start = threading.Barrier(2)
 
     def call(i: int) -> None:
-        start.wait()
         with batcher.ACTIVE.running():
+            start.wait()  # both count as running before either submits
             shared[i] = model.score_one(pics[i])
 
     threads = [threading.Thread(target=call, args=(i,)) for i in (0, 1)]

@@ -89,8 +89,10 @@ def test_two_jobs_started_together_share_a_forward_pass(batching_stack: MiniStac
         workers = client.workers()["workers"]
     assert [b["status"] for b in batched + alone] == ["SUCCESS"] * 4, batched + alone
     shared = [b["result"]["forward_batch"] for b in batched]
-    assert {"binary": 2, "lesion": 2} in shared, shared  # one pass per model for both jobs
-    assert all(set(s) == {"binary", "lesion"} and min(s.values()) >= 1 for s in shared)
+    # Both jobs shared a pass (with each other: two jobs), of one model or both; usually both,
+    # but the first job may reach the first model before the second job has started.
+    assert all(set(s) == {"binary", "lesion"} and set(s.values()) <= {1, 2} for s in shared)
+    assert all(2 in s.values() for s in shared), shared
     assert [a["result"]["forward_batch"] for a in alone] == [UNSHARED, UNSHARED]
     for b, a in zip(batched, alone, strict=True):
         assert b["result"]["image_sha256"] == a["result"]["image_sha256"]
