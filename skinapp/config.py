@@ -149,6 +149,16 @@ class Settings(BaseSettings):
     # (skinapp/tasks/priority.py). Off: on 2 cores it did not help the interactive p95 (the
     # nice value already does) and made the batch up to 6x slower (bench/bench_priority.py).
     batch_yield_threads: bool = False
+    # Dynamic batching (issue 14): the interactive worker runs its jobs in threads of one
+    # process, whose single-image forward passes share batched ones. auto: on for CUDA (what
+    # a GPU needs), off on CPU: on 2 cores shared passes (1.0-2.2 images each) ran no more
+    # jobs/s than the threads pool with passes of one, and that pool ran 0.7x-1.6x prefork's
+    # jobs/s as the machine's load varied (bench/bench_batching.py); prefork also keeps the
+    # per-job hard time limit.
+    dynamic_batching: Literal["auto", "on", "off"] = "auto"
+    # How long a forward pass waits for other jobs' images, and how many it takes at most.
+    dynamic_batching_max_wait_ms: float = Field(default=5.0, ge=0, le=1000)
+    dynamic_batching_max_batch: int = Field(default=8, ge=1, le=256)
     start_timeout: float = Field(default=60.0, gt=0)
     # --- phones on the clinic LAN (issue 12): a second, HTTPS-only listener ---------------
     lan: bool = False  # `serve --lan`, or the dashboard's "Allow phones on the clinic network"
@@ -167,6 +177,11 @@ class Settings(BaseSettings):
         if value.startswith("cuda:") and value[5:].isdigit():
             return value
         raise ValueError("must be auto, cpu, cuda, cuda:N or mps")
+
+    @field_validator("dynamic_batching", mode="before")
+    @classmethod
+    def _lower_batching(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _check_limits(self) -> Settings:

@@ -7,20 +7,26 @@ stays free of torch until a classifier is really used.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from skinapp.config import ANALYSES, get_settings
 from skinapp.errors import InvalidImage, InvalidRequest
-from skinapp.models import dermoscopy, domain, histopathology, results, risk
+from skinapp.models import batcher, dermoscopy, domain, histopathology, results, risk
 from skinapp.models.imaging import WORK_MAX_SIDE, DecodedImage, decode_image, shrink
 from skinapp.models.options import Options, parse_options
 from skinapp.models.progress import OnProgress, ShouldStop, ShouldYield, Steps
 from skinapp.models.quality import assess_quality
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from skinapp.models.classifier import LoadedClassifier, Scored
 
 logger = logging.getLogger(__name__)
 
@@ -51,9 +57,33 @@ def analyze(
         result = run_batch(images, opts, on_progress, should_stop, should_yield)
     else:
         steps = Steps(_STEP_COUNTS[kind], on_progress, should_stop)
-        result = _RUNNERS[kind](images[0], opts, steps)
+        with _counted(kind):
+            result = _RUNNERS[kind](images[0], opts, steps)
         steps.finish()
     result["processing_time"] = round(time.perf_counter() - start, 4)
+    return result
+
+
+def _counted(kind: str) -> contextlib.AbstractContextManager[None]:
+    """While batching is on, a classifier analysis counts as a possible forward request:
+    a batch closes at once when every counted analysis has its image queued."""
+    if kind in _CLASSIFIER_KINDS and batcher.current() is not None:
+        return batcher.ACTIVE.running()
+    return contextlib.nullcontext()
+
+
+def _score(model: LoadedClassifier, image: Image.Image, shared: dict[str, int]) -> Scored:
+    """The model's scores of one image; `shared[task]` says how many images shared the
+    pass when dynamic batching ran it (the result's `forward_batch`)."""
+    scored, batch_size = model.score_one(image)
+    if batch_size is not None:
+        shared[str(model.checkpoint.card["task"])] = batch_size
+    return scored
+
+
+def _with_passes(result: dict[str, Any], shared: dict[str, int]) -> dict[str, Any]:
+    if shared:
+        result["forward_batch"] = shared
     return result
 
 
@@ -89,7 +119,8 @@ def run_binary(data: bytes, opts: Options, steps: Steps) -> dict[str, Any]:
     decoded, quality = load(data, steps)
     steps.step("Running lesion detection")
     model = get_classifier("binary")
-    scored = model.score([decoded.image])
+    shared: dict[str, int] = {}
+    scored = _score(model, decoded.image, shared)
     block = results.binary_block(
         results.class_block(model.class_ids, model.classes, scored.probabilities[0]),
         model.checkpoint.info(),
@@ -99,7 +130,7 @@ def run_binary(data: bytes, opts: Options, steps: Steps) -> dict[str, Any]:
     )
     result.update({k: v for k, v in block.items() if k != "model"})
     verdict = domain.judge(scored.scores[0], model.thresholds)
-    return domain.withhold(result, domain.assessment({"binary": verdict}))
+    return _with_passes(domain.withhold(result, domain.assessment({"binary": verdict})), shared)
 
 
 def run_full(data: bytes, opts: Options, steps: Steps) -> dict[str, Any]:
@@ -108,17 +139,19 @@ def run_full(data: bytes, opts: Options, steps: Steps) -> dict[str, Any]:
     decoded, quality = load(data, steps)
     steps.step("Running lesion detection")
     binary = get_classifier("binary")
-    s_binary = binary.score([decoded.image])
+    shared: dict[str, int] = {}
+    s_binary = _score(binary, decoded.image, shared)
     steps.step("Running lesion classification")
     lesion = get_classifier("lesion")
-    s_lesion = lesion.score([decoded.image])
-    return assemble_full(
+    s_lesion = _score(lesion, decoded.image, shared)
+    result = assemble_full(
         decoded,
         quality,
         opts,
         (binary, s_binary.probabilities[0], s_binary.scores[0]),
         (lesion, s_lesion.probabilities[0], s_lesion.scores[0]),
     )
+    return _with_passes(result, shared)
 
 
 def assemble_full(
@@ -182,14 +215,15 @@ def run_burn(data: bytes, opts: Options, steps: Steps) -> dict[str, Any]:
     decoded, quality = load(data, steps)
     steps.step("Running burn-depth classification")
     model = get_classifier("burn")
-    scored = model.score([decoded.image])
+    shared: dict[str, int] = {}
+    scored = _score(model, decoded.image, shared)
     block = results.burn_block(
         results.class_block(model.class_ids, model.classes, scored.probabilities[0])
     )
     result = results.base_result("burn-classify", decoded, quality, [model.checkpoint.info()], opts)
     result.update(block)
     verdict = domain.judge(scored.scores[0], model.thresholds)
-    return domain.withhold(result, domain.assessment({"burn": verdict}))
+    return _with_passes(domain.withhold(result, domain.assessment({"burn": verdict})), shared)
 
 
 # --- classical analyses -------------------------------------------------------------------
@@ -262,6 +296,7 @@ _RUNNERS: dict[str, Runner] = {
     "dermoscopy": run_dermoscopy,
     "histopathology": run_histopathology,
 }
+_CLASSIFIER_KINDS = frozenset({"binary-classify", "full-classify", "burn-classify"})
 _STEP_COUNTS = {
     "binary-classify": 3,
     "full-classify": 4,

@@ -25,6 +25,7 @@ from torch import nn
 
 from skinapp.config import get_settings
 from skinapp.errors import CheckpointInvalid, InvalidRequest
+from skinapp.models import batcher
 from skinapp.models.checkpoints import Checkpoint, best_checkpoint, verify_checkpoint
 from skinapp.models.device import resolve_device
 from skinapp.models.domain import Scores, Thresholds, image_descriptor, skin_fractions
@@ -36,6 +37,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 _CACHE: dict[str, LoadedClassifier] = {}
 _LOCK = threading.Lock()
+_BATCHER_LOCK = threading.Lock()
 
 
 def build_model(arch: str, num_classes: int) -> nn.Module:
@@ -161,6 +163,10 @@ class LoadedClassifier:
     mean: torch.Tensor
     std: torch.Tensor
     domain: DomainStats | None = None
+    #: This model's share of dynamic batching (`skinapp.models.batcher`), made on first use.
+    _batcher: batcher.ForwardBatcher[torch.Tensor, Scored] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @property
     def thresholds(self) -> Thresholds | None:
@@ -199,6 +205,29 @@ class LoadedClassifier:
     def score(self, images: list[Image.Image]) -> Scored:
         """Probabilities and input-domain scores of decoded images."""
         return self.score_batch(self.to_batch(images))
+
+    def score_one(self, image: Image.Image) -> tuple[Scored, int | None]:
+        """One image's scores; while dynamic batching is on, from a pass it may share with
+        other jobs' images, and then also how many images shared it (else None)."""
+        config = batcher.current()
+        if config is None:
+            return self.score([image]), None
+        shared = self._shared_batcher(config).submit(self.to_batch([image]))
+        return shared.value, shared.batch_size
+
+    def _shared_batcher(
+        self, config: batcher.BatchingConfig
+    ) -> batcher.ForwardBatcher[torch.Tensor, Scored]:
+        with _BATCHER_LOCK:
+            if self._batcher is None or self._batcher.config != config:
+                name = str(self.checkpoint.card["task"])
+                self._batcher = batcher.ForwardBatcher(self._score_rows, config, name=name)
+            return self._batcher
+
+    def _score_rows(self, inputs: list[torch.Tensor]) -> list[Scored]:
+        """One pass over the stacked inputs, split back into one `Scored` per input."""
+        scored = self.score_batch(torch.cat(inputs))
+        return [Scored(scored.probabilities[i : i + 1], [s]) for i, s in enumerate(scored.scores)]
 
     def score_batch(self, batch: torch.Tensor) -> Scored:
         """(N, 3, S, S) uint8 at the input size -> probabilities and domain scores."""

@@ -45,6 +45,13 @@ def resolve_device(setting: str | None = None) -> torch.device:
     raise ConfigError(f"Unknown SKINAPP_DEVICE {wanted!r}.")
 
 
+def cuda_present() -> bool:
+    """Whether torch finds a CUDA device here (imports torch; decides a worker's pool)."""
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
 def _apply_thread_limit(torch_module: object) -> None:
     """`SKINAPP_TORCH_THREADS` caps torch's CPU threads (a worker sets it per pool process)."""
     threads = get_settings().torch_threads

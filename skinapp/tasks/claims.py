@@ -34,6 +34,10 @@ __all__ = [
 
 LEASE_TTL = 6
 LEASE_REFRESH = 2.0
+#: True in a worker that runs its jobs in threads of its own process (the threads pool of
+#: dynamic batching, `skinapp.tasks.threads_pool`): a holder with our pid is then a sibling
+#: thread, not an earlier run of this process, and no pool child can outlive the worker.
+JOBS_IN_THREADS = False
 
 
 def pid_alive(pid: int) -> bool:
@@ -49,7 +53,7 @@ def holder_alive(client: redis.Redis, rec: JobRecord, me: Holder) -> bool:
     if client.get(keys.heartbeat(rec.worker)) != rec.boot:
         return False  # its worker restarted or died: the lease is an orphan's
     if rec.host == me.host:
-        return rec.pid != me.pid and pid_alive(rec.pid)
+        return (rec.pid != me.pid or JOBS_IN_THREADS) and pid_alive(rec.pid)
     return True
 
 
@@ -106,7 +110,7 @@ class Lease:
 
     @property
     def orphaned(self) -> bool:
-        return os.getppid() != self._parent
+        return not JOBS_IN_THREADS and os.getppid() != self._parent
 
     def __enter__(self) -> Lease:
         self._thread.start()

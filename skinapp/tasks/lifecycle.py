@@ -1,5 +1,6 @@
 """Worker signal handlers: heartbeat in the main process, model warm-up in pool children,
-and the restore of orphaned messages when a worker becomes ready.
+and the restore of orphaned messages when a worker becomes ready. (A threads-pool worker
+has no children and warms up before Celery starts: `skinapp.tasks.threads_pool`.)
 
 CUDA is never touched in the main process: it forks the pool, and a CUDA context does not
 survive a fork. It imports torch and the analyses, though, so that a child only loads weights.
@@ -169,10 +170,24 @@ def _on_child_init(**_: Any) -> None:
     _warm_up(context.current())
 
 
-def connect() -> None:
+def _on_threads_worker_init(sender: Any = None, **_: Any) -> None:
+    """The threads pool has no children: its models loaded in this process before Celery
+    started (`threads_pool.prepare`), so the device is known here."""
+    _on_worker_init(sender)
+    ctx = context.current()
+    try:
+        from skinapp.models import describe_device
+
+        ctx.redis.hset(keys.worker_info(ctx.hostname), "device", json.dumps(describe_device()))
+    except Exception as exc:  # the health panel then shows the CPU
+        logger.warning("could not record the device of worker %s: %s", ctx.hostname, exc)
+
+
+def connect(jobs_in_threads: bool = False) -> None:
     """Hook the handlers onto Celery's worker signals (the worker entry point calls it)."""
+    init = _on_threads_worker_init if jobs_in_threads else _on_worker_init
     handlers = (
-        (signals.worker_init, _on_worker_init),
+        (signals.worker_init, init),
         (signals.worker_ready, _on_worker_ready),
         (signals.worker_shutdown, _on_worker_shutdown),
         (signals.worker_process_init, _on_child_init),

@@ -1,4 +1,8 @@
-"""`run_worker`: a Celery prefork worker in the foreground (the stack's worker children)."""
+"""`run_worker`: a Celery worker in the foreground (the stack's worker children).
+
+Prefork, except an interactive worker with dynamic batching on, which runs its jobs in
+threads of one process (`skinapp.tasks.threads_pool` says what that changes).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import os
 from pathlib import Path
 
 from skinapp.config import Settings, queue_for, reset_settings
-from skinapp.tasks import context, lifecycle, runner
+from skinapp.tasks import context, lifecycle, runner, threads_pool
 from skinapp.tasks.celery_app import configure
 from skinapp.tasks.pool import POOL
 
@@ -21,7 +25,13 @@ BATCH_NICE = 10
 
 
 def worker_argv(
-    *, queues: list[str], concurrency: int, hostname: str, loglevel: str, task_events: bool = False
+    *,
+    queues: list[str],
+    concurrency: int,
+    hostname: str,
+    loglevel: str,
+    task_events: bool = False,
+    pool: str = "prefork",
 ) -> list[str]:
     """The worker's command line; task events (`--task-events`) only for Flower."""
     argv = [
@@ -30,7 +40,7 @@ def worker_argv(
         f"--concurrency={concurrency}",
         f"--hostname={hostname}",
         f"--loglevel={loglevel}",
-        "--pool=prefork",
+        f"--pool={pool}",
         "--without-mingle",
         "--without-gossip",
     ]
@@ -46,30 +56,37 @@ def run_worker(
     loglevel: str = "INFO",
 ) -> None:
     """Run until stopped (SIGTERM: warm shutdown). The broker is `settings.external_broker`."""
+    # Idle OpenMP threads sleep instead of spinning on cores another process needs (set
+    # before anything imports torch: OpenMP reads it when it loads).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    threads = threads_pool.wants_threads(settings, queues)
     if settings.torch_threads is None:
         # Every pool process runs torch. Uncapped, each starts a thread per core and they
         # spin against each other: a binary-classify job measured 25 ms alone and 540 ms
         # with two busy children on two cores. The children read this from their settings.
-        os.environ["SKINAPP_TORCH_THREADS"] = str(torch_threads_for(concurrency))
+        # The threads pool is one process: it gets every core.
+        os.environ["SKINAPP_TORCH_THREADS"] = str(torch_threads_for(1 if threads else concurrency))
         reset_settings()  # the pool children fork from here and must see it
-    # Idle OpenMP threads sleep instead of spinning on cores another process needs.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if set(queues) == {queue_for("batch-skin-check")}:
         lower_priority(int(os.environ.get("SKINAPP_BATCH_NICE", BATCH_NICE)))
     app = configure(settings)
     if settings.worker_recycle_stagger:
         app.conf.worker_pool = POOL  # `--pool=prefork` then means this prefork pool
     runner.register(app)
-    lifecycle.connect()
+    lifecycle.connect(jobs_in_threads=threads)
     context.init(settings)
+    if threads:
+        threads_pool.prepare(settings)
+    pool = "threads" if threads else "prefork"
     argv = worker_argv(
         queues=queues,
         concurrency=concurrency,
         hostname=hostname,
         loglevel=loglevel,
         task_events=settings.task_events,
+        pool=pool,
     )
-    logger.info("starting worker %s on %s", hostname, ",".join(queues))
+    logger.info("starting worker %s on %s (%s pool)", hostname, ",".join(queues), pool)
     app.worker_main(argv)
 
 
