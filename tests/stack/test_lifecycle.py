@@ -152,12 +152,17 @@ def test_restart_by_name_waits_until_it_answers(lifecycle: RunningStack) -> None
 # --- own stacks -------------------------------------------------------------------------
 def test_start_then_stop_leaves_no_process(tmp_path: Path, empty_models: Path) -> None:
     with running_stack(tmp_path, empty_models, ensure_models=False) as running:
-        # This stack's children and theirs (the module's stack may run beside it).
-        started = []
-        for child in running.stack.children.values():
-            assert child.pid is not None
-            started += [psutil.Process(child.pid), *descendants(child.pid)]
-        assert len(started) >= 6  # server, two workers with their pools, the API
+        # This stack's children and theirs (the module's stack may run beside it). A worker
+        # answers before its pool forks (it imports torch first), so wait for the pools.
+        def everything() -> list[psutil.Process] | None:
+            found = []
+            for child in running.stack.children.values():
+                assert child.pid is not None
+                found += [psutil.Process(child.pid), *descendants(child.pid)]
+            return found if len(found) >= 6 else None  # server, 2 workers + pools, API
+
+        started = wait_for(everything, 60)
+        assert started is not None and len(started) >= 6
     assert wait_gone(started, 20) == []
     assert not runtime.runtime_file(running.settings).exists()
     with pytest.raises(StackError):
