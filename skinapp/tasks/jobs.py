@@ -38,14 +38,17 @@ Outcome = Literal["run", "skip", "busy", "revoked", "poison", "missing"]
 # so a worker that lost its claim (or a late orphan) can never overwrite the stored outcome.
 # One read of the guard, one HSET of every field, and for a terminal write (KEYS[2], KEYS[3],
 # KEYS[4..]) the lease, the in-flight entry and the job's references to its images' blobs
-# dropped in the same script: one round trip, and no blob outlives its last job.
+# dropped in the same script: one round trip, and no blob outlives its last job. ARGV[3] = '1'
+# counts a completed run in the same write: a retry of a write that landed (its answer lost
+# in a server stall) is refused by the guard, so a run is never counted twice.
 _GUARDED_HSET = (
     """
 local held = redis.call('HMGET', KEYS[1], 'claim', 'state')
 if held[1] ~= ARGV[1] then return 0 end
 local s = held[2]
 if s == 'SUCCESS' or s == 'FAILURE' or s == 'REVOKED' then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+if ARGV[3] == '1' then redis.call('HINCRBY', KEYS[1], 'runs_completed', 1) end
 if KEYS[2] then redis.call('DEL', KEYS[2]) end
 if KEYS[3] then
   redis.call('ZREM', KEYS[3], ARGV[2])"""
@@ -508,8 +511,10 @@ class JobStore:
         summary: Summary | None = None,
         error: str | None = None,
         error_code: str | None = None,
+        completed_run: bool = False,
     ) -> JobRecord | None:
-        """Store a run's outcome once, and drop its lease; None when the write was refused."""
+        """Store a run's outcome once, and drop its lease; None when the write was refused.
+        `completed_run`: the analysis ran to its end (counted in `runs_completed`)."""
         outcome = {
             "progress": progress,
             "result": result,
@@ -520,8 +525,12 @@ class JobStore:
         changes: dict[str, Any] = {k: v for k, v in outcome.items() if v is not None}
         changes.update(status=status, finished_at=time.time())
         done = rec.image_sha256  # the blobs it releases
-        if not self._guarded(rec.job_id, claim, changes, release=True, done=done):
+        if not self._guarded(
+            rec.job_id, claim, changes, release=True, done=done, count_run=completed_run
+        ):
             return None
+        if completed_run:
+            changes["runs_completed"] = rec.runs_completed + 1
         return replace(rec, **changes)
 
     def renew_lease(self, job_id: str, claim: str, ttl: int) -> bool:
@@ -539,10 +548,6 @@ class JobStore:
         changes = {"status": "RETRY", "claim": "", "retries": retries, "error": error}
         return self._guarded(job_id, claim, changes, release=True)
 
-    def count_completed_run(self, job_id: str) -> int:
-        """Record that the analysis itself ran to its end once more (tests check it is 1)."""
-        return int(self.redis.hincrby(keys.job(job_id), "runs_completed", 1))
-
     def _guarded(
         self,
         job_id: str,
@@ -551,11 +556,12 @@ class JobStore:
         *,
         release: bool = False,
         done: Sequence[str] | None = None,
+        count_run: bool = False,
     ) -> bool:
         """Write `changes` only while `claim` holds a live job; `release` also drops the lease;
         `done` (a terminal write, which releases; the job's image shas) also its in-flight
         entry and its blob references."""
-        flat: list[str] = [claim, job_id]
+        flat: list[str] = [claim, job_id, "1" if count_run else "0"]
         for name, value in _encode(changes).items():
             flat += [name, value]
         job_keys = [keys.job(job_id)]

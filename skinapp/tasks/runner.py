@@ -199,8 +199,6 @@ class JobRun:
             return self.timed_out(result)
         if stopped and self.stop_reason != "cancel":
             return "abandoned"  # we lost the job (orphaned or taken over): store nothing
-        if not stopped:
-            patiently(lambda: self.ctx.jobs.count_completed_run(self.job_id), "counting a run")
         total = self.progress["total"] or len(self.record.image_sha256)
         self.progress = {
             "percent": 100 if not stopped else self.progress["percent"],
@@ -214,6 +212,7 @@ class JobRun:
             summary=summarize(result),
             progress=self.progress,
             error=CANCELLED_MESSAGE if stopped else None,
+            completed_run=not stopped,  # counted in the outcome's own write, so only once
         )
 
     def _soft_limit_hit(self) -> bool:

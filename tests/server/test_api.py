@@ -15,7 +15,7 @@ from skinapp.client import Client
 from skinapp.server.tokens import TokenStore
 from skinapp.tasks import keys
 from tests.tasks.stackutil import queue_lengths, server
-from tests.utils.images import bomb_png, lesion_jpeg, png_bytes, truncated_jpeg
+from tests.utils.images import bomb_png, lesion_jpeg, long_batch, png_bytes, truncated_jpeg
 
 pytestmark = pytest.mark.stack
 
@@ -242,7 +242,8 @@ def test_events_stream_reports_progress_and_end(client: Client) -> None:
 
     threading.Thread(target=listen, daemon=True).start()
     time.sleep(0.5)  # let the subscription land
-    job = client.submit("batch-skin-check", [(f"{i}.jpg", lesion_jpeg(seed=i)) for i in range(3)])
+    # long enough for progress events: a short job's only progress is its outcome's
+    job = client.submit("batch-skin-check", long_batch(8))
     statuses = []
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
