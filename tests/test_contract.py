@@ -33,7 +33,7 @@ from skinapp.models.imaging import decode_image
 from skinapp.models.options import parse_options
 from tests.models import factories
 from tests.utils import hostile
-from tests.utils.images import bomb_png, lesion_jpeg, png_bytes, truncated_jpeg
+from tests.utils.images import bomb_png, encode, lesion_jpeg, png_bytes, truncated_jpeg
 
 REPO = Path(__file__).resolve().parents[1]
 LIMIT = 120_000_000
@@ -432,3 +432,23 @@ def test_the_contract_imports_no_framework() -> None:
     ours = ("skinapp.tasks", "skinapp.server", "skinapp.models", "skinapp.gui", "skinapp.stack")
     loaded = sorted(m for m in modules if m.split(".")[0] in banned or m.startswith(ours))
     assert loaded == []
+
+
+def test_the_leading_bytes_of_each_admitted_format_name_its_type_and_suffix() -> None:
+    from skinapp.contract.signatures import sniff
+
+    picture = Image.new("RGB", (32, 32), (180, 120, 100))
+    expected = {
+        "JPEG": ("image/jpeg", ".jpg"),
+        "PNG": ("image/png", ".png"),
+        "TIFF": ("image/tiff", ".tif"),
+        "WEBP": ("image/webp", ".webp"),
+        "BMP": ("image/bmp", ".bmp"),
+    }
+    for fmt, (media, suffix) in expected.items():
+        sig = sniff(encode(picture, fmt))
+        assert sig is not None and (sig.media_type, sig.suffix) == (media, suffix), fmt
+    heic = (Path(__file__).parent / "utils" / "lesion_64x48.heic").read_bytes()
+    sig = sniff(heic)
+    assert sig is not None and sig.media_type in {"image/heic", "image/heif"}
+    assert sniff(b"GIF89a" + bytes(20)) is None and sniff(b"") is None

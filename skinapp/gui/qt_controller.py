@@ -17,6 +17,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from skinapp import paths
 from skinapp.client import Client
+from skinapp.contract.signatures import sniff
 from skinapp.errors import JobNotFound, SkinappError
 from skinapp.gui.event_stream import EventFeed
 from skinapp.gui.health_state import HealthState
@@ -36,24 +37,10 @@ MAX_STRAGGLERS = 20
 TIME_LIMIT_CODE = "time_limit"  # the workers' error code for a job stopped at the time limit
 
 
-# (offset, leading bytes, suffix) of the formats the admission check lets in
-_SUFFIXES = (
-    (0, b"\xff\xd8\xff", ".jpg"),
-    (0, b"\x89PNG", ".png"),
-    (0, b"II*\x00", ".tif"),
-    (0, b"MM\x00*", ".tif"),
-    (8, b"WEBP", ".webp"),
-    (0, b"BM", ".bmp"),
-    (4, b"ftyp", ".heic"),
-)
-
-
 def _suffix(data: bytes) -> str:
     """A file name suffix for fetched image bytes."""
-    for offset, magic, suffix in _SUFFIXES:
-        if data[offset : offset + len(magic)] == magic:
-            return suffix
-    return ".img"
+    sig = sniff(data)
+    return sig.suffix if sig else ".img"
 
 
 class Restartable(Protocol):

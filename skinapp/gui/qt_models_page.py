@@ -15,9 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import (
-    QAbstractTableModel,
     QModelIndex,
-    QPersistentModelIndex,
     QProcess,
     QProcessEnvironment,
     Qt,
@@ -47,10 +45,10 @@ from skinapp.gui.models_catalog import (
     read_cards,
 )
 from skinapp.gui.qt_async import AsyncRunner
+from skinapp.gui.qt_tables import QtStateTableModel
 
 logger = logging.getLogger(__name__)
 
-Index = QModelIndex | QPersistentModelIndex
 PLOT_SIDE = 250  # px: three plots side by side, and the figures above them, fit the dialog
 
 
@@ -63,37 +61,22 @@ def plain_label(parent: QWidget, text: str = "") -> QLabel:
     return label
 
 
-class ModelsTableModel(QAbstractTableModel):
+class ModelsTableModel(QtStateTableModel):
     def __init__(self, catalog: ModelsCatalog, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
         self.catalog = catalog
-        catalog.on_change(self._reset)
+        super().__init__(catalog.on_change, HEADERS, parent)
 
-    def _reset(self) -> None:
-        self.beginResetModel()
-        self.endResetModel()
+    def row_count(self) -> int:
+        return len(self.catalog.entries)
 
-    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.catalog.entries)
-
-    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(HEADERS)
-
-    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        entry = self.catalog.entry(index.row()) if index.isValid() else None
+    def cell(self, row: int, column: int, role: int) -> Any:
+        entry = self.catalog.entry(row)
         if entry is None:
             return None
         if role == Qt.ItemDataRole.DisplayRole:
-            return entry.columns()[index.column()]
-        if role == Qt.ItemDataRole.ToolTipRole and HEADERS[index.column()] == "Verified":
+            return entry.columns()[column]
+        if role == Qt.ItemDataRole.ToolTipRole and HEADERS[column] == "Verified":
             return entry.verified_text
-        return None
-
-    def headerData(
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return HEADERS[section]
         return None
 
 

@@ -8,9 +8,6 @@ import logging
 from typing import Any
 
 from PySide6.QtCore import (
-    QAbstractTableModel,
-    QModelIndex,
-    QPersistentModelIndex,
     QSettings,
     Qt,
     QTimer,
@@ -31,12 +28,12 @@ from PySide6.QtWidgets import (
 from skinapp.client import Client
 from skinapp.gui.phones_state import Device, Pairing, PhonesState, qr_matrix, when
 from skinapp.gui.qt_async import AsyncRunner
+from skinapp.gui.qt_tables import QtStateTableModel
 
 logger = logging.getLogger(__name__)
 
 HEADERS = ("Name", "Paired", "Last seen", "Address")
 REFRESH_MS = 5000
-Index = QModelIndex | QPersistentModelIndex
 
 
 def lan_allowed(store: QSettings) -> bool:
@@ -71,35 +68,20 @@ class QtQrCode(QWidget):
         painter.end()
 
 
-class DevicesTableModel(QAbstractTableModel):
+class DevicesTableModel(QtStateTableModel):
     def __init__(self, state: PhonesState, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
         self.state = state
-        state.on_change(self._reset)
+        super().__init__(state.on_change, HEADERS, parent)
 
-    def _reset(self) -> None:
-        self.beginResetModel()
-        self.endResetModel()
+    def row_count(self) -> int:
+        return len(self.state.devices)
 
-    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.state.devices)
-
-    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(HEADERS)
-
-    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if role != Qt.ItemDataRole.DisplayRole or not index.isValid():
+    def cell(self, row: int, column: int, role: int) -> Any:
+        if role != Qt.ItemDataRole.DisplayRole:
             return None
-        device = self.state.devices[index.row()]
+        device = self.state.devices[row]
         cells = (device.name, when(device.paired_at), when(device.last_seen), device.address)
-        return cells[index.column()]
-
-    def headerData(
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return HEADERS[section]
-        return None
+        return cells[column]
 
     def device(self, row: int) -> Device | None:
         return self.state.devices[row] if 0 <= row < len(self.state.devices) else None

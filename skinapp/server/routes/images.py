@@ -15,6 +15,7 @@ import anyio
 from fastapi import APIRouter, Path
 from fastapi.responses import Response
 
+from skinapp.contract.signatures import sniff
 from skinapp.server import service
 from skinapp.server.deps import StateDep, TokenDep
 from skinapp.server.errors import ImageNotKept
@@ -23,27 +24,11 @@ logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
-# Leading bytes of the formats the admission check lets in (the contract's allow-list).
-_SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
-    (0, b"\xff\xd8\xff", "image/jpeg"),
-    (0, b"\x89PNG\r\n\x1a\n", "image/png"),
-    (0, b"II*\x00", "image/tiff"),
-    (0, b"MM\x00*", "image/tiff"),
-    (8, b"WEBP", "image/webp"),
-    (0, b"BM", "image/bmp"),
-    (4, b"ftypheic", "image/heic"),
-    (4, b"ftypheix", "image/heic"),
-    (4, b"ftypmif1", "image/heif"),
-    (4, b"ftypmsf1", "image/heif"),
-)
-
 
 def media_type(data: bytes) -> str:
     """The image's content type from its first bytes; octet-stream when none matches."""
-    for offset, magic, mime in _SIGNATURES:
-        if data[offset : offset + len(magic)] == magic:
-            return mime
-    return "application/octet-stream"
+    sig = sniff(data)
+    return sig.media_type if sig else "application/octet-stream"
 
 
 @router.get(
