@@ -87,11 +87,12 @@ def check_images(files: list[UploadedFile], max_pixels: int) -> None:
             raise InvalidImage(f"Image {number} of {len(files)} ({f.filename!r}): {exc}") from exc
 
 
-def _keep_images(state: ServerState, files: list[UploadedFile]) -> list[str]:
+def _keep_images(state: ServerState, files: list[UploadedFile]) -> None:
     """Write each upload to the image folder (first: a full disk is a 507 before anything
-    is in the server); their sha256, hashed while streaming when the upload says so."""
+    is in the server), under the sha256 the parser hashed while it streamed."""
     try:
-        return [state.images.put(f.data, getattr(f, "sha256", None)) for f in files]
+        for f in files:
+            state.images.put(f.data, f.sha256)
     except OSError as exc:
         if exc.errno not in DISK_FULL_ERRNOS:
             raise
@@ -99,9 +100,10 @@ def _keep_images(state: ServerState, files: list[UploadedFile]) -> list[str]:
 
 
 def _store_and_enqueue(state: ServerState, job: NewJob, files: list[UploadedFile]) -> JobRecord:
-    job.image_sha256 = _keep_images(state, files)
-    for f, sha in zip(files, job.image_sha256, strict=True):
-        state.blobs.put(f.data, sha, job_id=job.job_id)  # in the server for the job's flight
+    _keep_images(state, files)
+    job.image_sha256 = [f.sha256 for f in files]
+    for f in files:
+        state.blobs.put(f.data, f.sha256, job_id=job.job_id)  # in the server for its flight
     rec = state.jobs.create(job)
     try:
         state.celery.send_task(TASK_NAME, args=[job.job_id], task_id=job.job_id, queue=job.queue)

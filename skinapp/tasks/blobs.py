@@ -6,7 +6,8 @@ it, and a short TTL of its own (`SKINAPP_BLOB_TTL_MINUTES`). The API adds the jo
 set as it stores the bytes; a running job's holder refreshes the TTL from its lease thread
 and the in-flight sweep refreshes it for queued jobs, so the TTL only ever removes a blob
 whose jobs were lost. When a job ends, `JobStore` releases its references in the same
-script that drops it from the in-flight set (`RELEASE` below): a blob goes once no job
+script that drops it from the in-flight set (its terminal write, or `RELEASE` below for a
+job ended otherwise): a blob goes once no job
 holds it, so a blob shared by two jobs survives the first one's end, and a job the sweep
 sends again keeps its reference (it never left the in-flight set).
 
@@ -29,9 +30,6 @@ from skinapp.tasks import keys
 logger = logging.getLogger(__name__)
 
 
-# KEYS[1]: the in-flight set; then (blob, refs) pairs of the job's images. ARGV[1]: job id.
-# Atomic against `put`'s MULTI: a blob is deleted only while no reference is left, and a
-# later upload of the same image brings its bytes along again.
 def release_refs_lua(first_key: int, job_arg: int) -> str:
     """Lua that drops job ARGV[job_arg]'s reference from the (blob, refs) pairs in
     KEYS[first_key..] and deletes each blob no job refers to any more (counted in `gone`).
@@ -47,6 +45,9 @@ end
 """
 
 
+# KEYS[1]: the in-flight set; then (blob, refs) pairs of the job's images. ARGV[1]: job id.
+# Atomic against `put`'s MULTI: a blob is deleted only while no reference is left, and a
+# later upload of the same image brings its bytes along again.
 RELEASE = "redis.call('ZREM', KEYS[1], ARGV[1])" + release_refs_lua(2, 1) + "return gone\n"
 
 

@@ -442,17 +442,6 @@ class JobStore:
         return int(pipe.execute()[0])
 
     # --- the worker side ------------------------------------------------------------
-    def claim(
-        self,
-        job_id: str,
-        me: Holder,
-        decide: Callable[[JobRecord | None], tuple[Outcome, bool]],
-        lease_ttl: int,
-    ) -> Outcome:
-        """Decide under WATCH whether `me` runs the job (`decide` gives the outcome and
-        whether it is a redelivery), and record the outcome and `me`'s lease atomically."""
-        return self.claim_record(job_id, me, decide, lease_ttl)[0]
-
     def claim_record(
         self,
         job_id: str,
@@ -460,8 +449,9 @@ class JobStore:
         decide: Callable[[JobRecord | None], tuple[Outcome, bool]],
         lease_ttl: int,
     ) -> tuple[Outcome, JobRecord | None]:
-        """`claim()`, and the record as the claim left it (read under WATCH, so the run
-        needs no second read of it)."""
+        """Decide under WATCH whether `me` runs the job (`decide` gives the outcome and
+        whether it is a redelivery), record the outcome and `me`'s lease atomically; the
+        outcome and the record as the claim left it (so the run needs no second read)."""
         key = keys.job(job_id)
         with self.redis.pipeline() as pipe:
             while True:
