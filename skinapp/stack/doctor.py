@@ -194,9 +194,9 @@ def check_images(settings: Settings) -> Check:
     folder = ImageFolder(settings.images_dir)
     try:
         usage = folder.usage()
-        free = shutil.disk_usage(
-            folder.root if folder.root.exists() else settings.resolved_data_dir
-        )
+        # before the first start neither the folder nor the data dir exists: the disk they
+        # will be on is that of their nearest existing parent
+        free = shutil.disk_usage(next(p for p in (folder.root, *folder.root.parents) if p.exists()))
     except OSError as exc:
         return Check("WARN", "images", f"cannot read {folder.root}: {exc}")
     days = settings.image_retention_seconds / 86400

@@ -225,3 +225,13 @@ def test_storage_figures_and_warnings_name_the_image_folder(tiny_disk: Path) -> 
     assert doctor.level == "WARN" and "2 images" in doctor.detail and "nearly full" in doctor.detail
     roomy = check_images(load_settings(data_dir=tiny_disk, max_request_mb=0.01))
     assert roomy.level == "ok" and "kept 30 days" in roomy.detail
+
+
+def test_doctor_before_the_first_start_reports_no_images_not_a_problem(tmp_path: Path) -> None:
+    from skinapp.stack.doctor import check_images
+
+    not_yet = tmp_path / "not" / "created"  # a fresh install: no data dir yet
+    doctor = check_images(load_settings(data_dir=not_yet))
+    assert doctor.level == "ok", doctor.detail
+    assert doctor.detail.startswith(f"0 images, 0 MB in {not_yet / 'images'}")
+    assert not not_yet.exists()  # looking changed nothing
