@@ -3,6 +3,7 @@ cancel it, list jobs."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import os
@@ -16,6 +17,7 @@ import anyio
 from skinapp.config import ANALYSES, queue_for
 from skinapp.contract.images import check_upload
 from skinapp.contract.options import AnalysisOptions
+from skinapp.contract.signatures import sniff
 from skinapp.errors import (
     AuthError,
     BrokerUnavailable,
@@ -33,14 +35,17 @@ from skinapp.server.storage_errors import DISK_FULL_ERRNOS, DiskFull, disk_full_
 from skinapp.server.uploads import ParsedForm, UploadedFile
 from skinapp.tasks import TASK_NAME, JobRecord, NewJob, job_events
 from skinapp.tasks import keys as job_keys
-from skinapp.tasks.connection import CONNECTION_ERRORS, broker_errors
+from skinapp.tasks.connection import CONNECTION_ERRORS
 from skinapp.tasks.jobs import STATES, iso
+from skinapp.tasks.messages import job_message
 
 logger = logging.getLogger(__name__)
 
 BATCH = "batch-skin-check"
 RECHECK_EVERY = 5.0  # re-read the record while waiting, in case a done event was missed
+UNWATCHED_RECHECK = 0.25  # ... and this often while the end notifications are down
 CHECK_THREADS = 4  # at most this many files of one batch are checked at once
+INLINE_CHECK_BYTES = 1 << 20  # a single JPEG/PNG up to this size is checked on the event loop
 
 
 def pick_files(analysis: str, form: ParsedForm, max_files: int) -> list[UploadedFile]:
@@ -87,6 +92,15 @@ def check_images(files: list[UploadedFile], max_pixels: int) -> None:
             raise InvalidImage(f"Image {number} of {len(files)} ({f.filename!r}): {exc}") from exc
 
 
+def _checks_quickly(files: list[UploadedFile]) -> bool:
+    """One JPEG or PNG of at most `INLINE_CHECK_BYTES`: its header walk takes a fraction of
+    a millisecond, less than the hop to a thread; anything else is checked in a thread."""
+    if len(files) != 1 or len(files[0].data) > INLINE_CHECK_BYTES:
+        return False
+    sig = sniff(files[0].data)
+    return sig is not None and sig.media_type in ("image/jpeg", "image/png")
+
+
 def _keep_images(state: ServerState, files: list[UploadedFile]) -> None:
     """Write each upload to the image folder (first: a full disk is a 507 before anything
     is in the server), under the sha256 the parser hashed while it streamed."""
@@ -104,24 +118,46 @@ def _store_and_enqueue(state: ServerState, job: NewJob, files: list[UploadedFile
     job.image_sha256 = [f.sha256 for f in files]
     for f in files:
         state.blobs.put(f.data, f.sha256, job_id=job.job_id)  # in the server for its flight
+    if state.settings.task_events:  # Flower's task-sent event needs Celery's own send
+        return _create_then_send(state, job)
+    message = job_message(state.celery, job.job_id, job.queue)
+
+    def enqueue_and_announce(pipe: Any, rec: JobRecord) -> None:
+        pipe.lpush(message.key, message.payload)
+        job_events.add_publish(pipe, rec)
+
+    # Record, index entries, message and event in one MULTI: one round trip. A MULTI that
+    # did not reach the server wrote nothing; one whose LPUSH the server refused (MULTI
+    # does not roll back) wrote a record without a message, which ends FAILURE here.
+    try:
+        return state.jobs.create(job, also=enqueue_and_announce)
+    except Exception as exc:
+        _fail_unqueued(state, job.job_id, job.image_sha256)
+        raise BrokerUnavailable(f"could not queue the job: {exc}") from exc
+
+
+def _create_then_send(state: ServerState, job: NewJob) -> JobRecord:
     rec = state.jobs.create(job)
     try:
         state.celery.send_task(TASK_NAME, args=[job.job_id], task_id=job.job_id, queue=job.queue)
     except Exception as exc:
-        _fail_unqueued(state, job.job_id)
+        _fail_unqueued(state, job.job_id, job.image_sha256)
         raise BrokerUnavailable(f"could not queue the job: {exc}") from exc
     job_events.publish(state.redis, rec)
     return rec
 
 
-def _fail_unqueued(state: ServerState, job_id: str) -> None:
-    """End a job whose message never reached the broker, so nobody waits for it."""
+def _fail_unqueued(state: ServerState, job_id: str, shas: list[str]) -> None:
+    """End a job whose message never reached the broker, so nobody waits for it; without a
+    record, only release its blobs."""
     try:
         if state.jobs.fail(job_id, "could not be queued", BrokerUnavailable.code):
             rec = state.jobs.get(job_id)
             if rec is not None:
                 job_events.publish(state.redis, rec)
-    except CONNECTION_ERRORS as exc:  # the server is gone too: the record expires with its TTL
+        else:
+            state.jobs.release(job_id, shas)
+    except CONNECTION_ERRORS as exc:  # the server is gone: its blobs expire with their TTL
         logger.warning("could not mark job %s failed: %s", job_id, exc)
 
 
@@ -131,7 +167,10 @@ async def submit(
     """Validate everything, then store the images, write the record and queue the job."""
     files = pick_files(analysis, form, state.settings.batch_max_images)
     options = AnalysisOptions.from_fields(form.fields).given()
-    await anyio.to_thread.run_sync(check_images, files, state.settings.max_image_pixels)
+    if _checks_quickly(files):
+        check_images(files, state.settings.max_image_pixels)
+    else:
+        await anyio.to_thread.run_sync(check_images, files, state.settings.max_image_pixels)
     await quotas.check_submission(state, token, files)  # 507 when full, 429 over the token's quota
     job = NewJob(
         job_id=str(uuid.uuid4()),
@@ -164,9 +203,15 @@ def visible_owner(token: dict[str, Any]) -> str | None:
     return None if is_admin(token) else str(token["id"])
 
 
+async def _read(state: ServerState, job_id: str) -> JobRecord | None:
+    """The job's record, read on the event loop (no thread hop)."""
+    raw = await blocking.arun(lambda: state.aredis.hgetall(job_keys.job(job_id)))
+    return JobRecord.from_hash(raw, job_id) if raw else None
+
+
 async def load_job(state: ServerState, token: dict[str, Any], job_id: str) -> JobRecord:
     """The record, if it exists (404) and the caller may see it (403)."""
-    rec = await blocking.run(state.jobs.get, job_id)
+    rec = await _read(state, job_id)
     if rec is None:
         raise JobNotFound(f"no job {job_id!r} (unknown, or older than the result TTL)")
     if visible_owner(token) not in (None, rec.owner):
@@ -174,32 +219,53 @@ async def load_job(state: ServerState, token: dict[str, Any], job_id: str) -> Jo
     return rec
 
 
+async def load_and_wait(
+    state: ServerState, token: dict[str, Any], job_id: str, timeout: float
+) -> JobRecord:
+    """`load_job`, then, if the job has not ended, `wait_for_end` (the read that loads it is
+    the one after the waiter registered: no second read)."""
+    async with state.done.watching(job_id) as ended:
+        rec = await load_job(state, token, job_id)
+        return await _until_ended(state, rec, ended, timeout, str(token["id"]))
+
+
 async def wait_for_end(
     state: ServerState, rec: JobRecord, timeout: float, token_id: str | None = None
 ) -> JobRecord:
     """The record once it is terminal, or as it is when `timeout` runs out; AuthError when
     the waiting token (`token_id`) is revoked meanwhile."""
+    async with state.done.watching(rec.job_id) as ended:
+        # Registered first, then read: an end stored in between wakes us.
+        rec = await _reread(state, rec)
+        return await _until_ended(state, rec, ended, timeout, token_id)
+
+
+async def _until_ended(
+    state: ServerState,
+    rec: JobRecord,
+    ended: asyncio.Event,
+    timeout: float,
+    token_id: str | None,
+) -> JobRecord:
     deadline = time.monotonic() + timeout
     watch = TokenWatch(state.tokens, token_id) if token_id else None
     recheck = RECHECK if watch else RECHECK_EVERY
-    with broker_errors():
-        async with state.aredis.pubsub() as pubsub:
-            # Subscribe first, then read: a result stored in between is not missed.
-            await pubsub.subscribe(job_keys.done_channel(rec.job_id))
-            rec = await _reread(state, rec)
-            while not rec.ended:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                await pubsub.get_message(ignore_subscribe_messages=True, timeout=min(left, recheck))
-                if watch is not None and not await watch.alive():
-                    raise AuthError("the token was revoked")
-                rec = await _reread(state, rec)
+    while not rec.ended:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        every = recheck if state.done.ready else UNWATCHED_RECHECK
+        with anyio.move_on_after(min(left, every)):
+            await ended.wait()
+        ended.clear()
+        if watch is not None and not await watch.alive():
+            raise AuthError("the token was revoked")
+        rec = await _reread(state, rec)
     return rec
 
 
 async def _reread(state: ServerState, rec: JobRecord) -> JobRecord:
-    fresh = await blocking.run(state.jobs.get, rec.job_id)
+    fresh = await _read(state, rec.job_id)
     return fresh or rec  # expired meanwhile: keep what we had
 
 

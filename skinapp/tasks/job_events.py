@@ -17,15 +17,20 @@ from skinapp.tasks.jobs import JobRecord
 logger = logging.getLogger(__name__)
 
 
+def add_publish(pipe: redis.client.Pipeline, rec: JobRecord) -> None:
+    """Queue the PUBLISH(es) that announce `rec` on `pipe` (a caller's own MULTI)."""
+    body = json.dumps(rec.to_event())
+    pipe.publish(keys.EVENTS_CHANNEL, body)
+    if rec.ended:
+        pipe.publish(keys.done_channel(rec.job_id), body)
+
+
 def publish(client: redis.Redis, rec: JobRecord) -> None:
     """Announce `rec` as it now is. Best effort: a lost event must never fail the job (the
     record holds the truth)."""
-    body = json.dumps(rec.to_event())
     try:
         pipe = client.pipeline(transaction=False)
-        pipe.publish(keys.EVENTS_CHANNEL, body)
-        if rec.ended:
-            pipe.publish(keys.done_channel(rec.job_id), body)
+        add_publish(pipe, rec)
         pipe.execute()
     except redis.RedisError as exc:
         logger.warning("could not publish an event for %s: %s", rec.job_id, exc)

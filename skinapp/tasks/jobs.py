@@ -315,7 +315,16 @@ class JobStore:
         self._trimmed_at: dict[str, float] = {}  # index -> when this store last trimmed it
 
     # --- the API side ---------------------------------------------------------------
-    def create(self, job: NewJob, *, now: float | None = None) -> JobRecord:
+    def create(
+        self,
+        job: NewJob,
+        *,
+        now: float | None = None,
+        also: Callable[[redis.client.Pipeline, JobRecord], object] | None = None,
+    ) -> JobRecord:
+        """Write the new job's record and its index entries in one MULTI; `also(pipe, rec)`
+        adds commands to the same MULTI (the API's enqueue and event: one round trip, and a
+        message is never queued without its record)."""
         now = time.time() if now is None else now
         rec = JobRecord(
             **{name: getattr(job, name) for name in _CREATED},
@@ -335,6 +344,8 @@ class JobStore:
             if index in trim:
                 pipe.zremrangebyscore(index, "-inf", now - self.ttl)  # forget expired records
                 pipe.expire(index, self.ttl)
+        if also is not None:
+            also(pipe, rec)
         pipe.execute()  # one MULTI: a record is never in the AOF without its in-flight entry
         return rec
 
@@ -411,7 +422,12 @@ class JobStore:
         if not ids:
             return
         for job_id, shas in zip(ids, self._image_shas(ids), strict=True):
-            self._release(keys=[keys.INFLIGHT, *blobs.release_keys(shas)], args=[job_id])
+            self.release(job_id, shas)
+
+    def release(self, job_id: str, shas: Sequence[str]) -> None:
+        """Drop `job_id` from the in-flight set and its references to the blobs of `shas`
+        (also for a job whose record was never written)."""
+        self._release(keys=[keys.INFLIGHT, *blobs.release_keys(shas)], args=[job_id])
 
     def image_shas(self, job_id: str) -> list[str]:
         """The sha256 of each of the job's images (the blobs its holder keeps alive)."""

@@ -8,6 +8,7 @@ import json
 import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -187,41 +188,51 @@ def test_cancel_answers() -> None:
     assert (raced.status, raced.cancelled) == ("FAILURE", False)
 
 
-def test_a_job_that_cannot_be_queued_ends_failed_with_its_event(
-    rclient: redis.Redis, valkey_url: str, tmp_path: Path
-) -> None:
-    """The broker refuses the message (a closed port): the record is FAILURE with a finish
-    time, and the terminal event reaches whoever waits for the job."""
+def _submit_state(jobs_client: redis.Redis, valkey_url: str, tmp_path: Path) -> Any:
+    """The API's state with its job store on `jobs_client`, its blobs on `valkey_url`."""
     from skinapp.config import load_settings
-    from skinapp.errors import BrokerUnavailable
     from skinapp.image_folder import ImageFolder
-    from skinapp.server.service import _store_and_enqueue
     from skinapp.server.state import ServerState
-    from skinapp.server.uploads import UploadedFile
-    from skinapp.tasks import BlobStore, JobStore, NewJob, configure
-    from tests.tasks.helpers import free_port
+    from skinapp.tasks import BlobStore, JobStore, configure
 
-    dead = load_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0")
-    state = ServerState(
-        settings=dead,
-        celery=configure(dead),
-        redis=rclient,
+    settings = load_settings(redis_url=valkey_url)
+    return ServerState(
+        settings=settings,
+        celery=configure(settings),
+        redis=jobs_client,
         aredis=None,  # type: ignore[arg-type]  (not used on this path)
-        jobs=JobStore(rclient, 3600),
+        jobs=JobStore(jobs_client, 3600),
         blobs=BlobStore(redis.Redis.from_url(valkey_url), 3600),
         images=ImageFolder(tmp_path / "images"),
         pruner=None,  # type: ignore[arg-type]
         tokens=None,  # type: ignore[arg-type]
         monitor=None,  # type: ignore[arg-type]
+        done=None,  # type: ignore[arg-type]
     )
+
+
+def test_a_job_that_cannot_be_queued_ends_failed_with_its_event(
+    rclient: redis.Redis, valkey_url: str, tmp_path: Path
+) -> None:
+    """The server refuses the message (the queue's key holds a string: WRONGTYPE) while the
+    rest of the submit's MULTI lands: the record is FAILURE with a finish time, and the
+    terminal event reaches whoever waits for the job."""
+    from skinapp.errors import BrokerUnavailable
+    from skinapp.server.service import _store_and_enqueue
+    from skinapp.server.uploads import UploadedFile
+    from skinapp.tasks import NewJob
+
+    state = _submit_state(rclient, valkey_url, tmp_path)
+    rclient.set("analysis", "not a queue")
     watcher = rclient.pubsub()
     watcher.subscribe(keys.done_channel("j1"))
     job = NewJob("j1", "o1", "dermoscopy", "analysis", ["a.jpg"], [])
-    with pytest.raises(BrokerUnavailable, match="could not queue"):
+    with pytest.raises(BrokerUnavailable, match="could not queue.*WRONGTYPE"):
         _store_and_enqueue(state, job, [UploadedFile("file", "a.jpg", lesion_jpeg())])
     rec = state.jobs.get("j1")
     assert rec is not None and (rec.status, rec.error) == ("FAILURE", "could not be queued")
     assert rec.error_code == "broker_unavailable" and rec.finished_at is not None
+    assert rclient.zscore(keys.INFLIGHT, "j1") is None
     # its image left the server with the failed job, and stays in the image folder
     assert rclient.exists(keys.blob(rec.image_sha256[0]), keys.blob_refs(rec.image_sha256[0])) == 0
     assert state.images.get(rec.image_sha256[0]) == lesion_jpeg()
@@ -234,3 +245,25 @@ def test_a_job_that_cannot_be_queued_ends_failed_with_its_event(
     assert message is not None
     event = json.loads(message["data"])
     assert (event["job_id"], event["status"]) == ("j1", "FAILURE")
+
+
+def test_a_submit_whose_server_went_away_writes_no_record_and_no_message(
+    rclient: redis.Redis, valkey_url: str, tmp_path: Path
+) -> None:
+    """The server is gone after the blob was stored (the job store's client points at a
+    closed port): 503, no record, no message; the blob expires with its own TTL."""
+    from skinapp.errors import BrokerUnavailable
+    from skinapp.server.service import _store_and_enqueue
+    from skinapp.server.uploads import UploadedFile
+    from skinapp.tasks import NewJob
+    from tests.tasks.helpers import free_port
+
+    dead = redis.Redis(port=free_port(), socket_connect_timeout=0.5, decode_responses=True)
+    state = _submit_state(dead, valkey_url, tmp_path)
+    job = NewJob("j2", "o1", "dermoscopy", "analysis", ["a.jpg"], [])
+    with pytest.raises(BrokerUnavailable, match="could not queue"):
+        _store_and_enqueue(state, job, [UploadedFile("file", "a.jpg", lesion_jpeg())])
+    assert rclient.exists(keys.job("j2")) == 0 and rclient.llen("analysis") == 0
+    sha = job.image_sha256[0]
+    assert 0 < rclient.ttl(keys.blob(sha)) <= 3600
+    assert state.images.get(sha) == lesion_jpeg()
