@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import anyio
@@ -39,5 +39,14 @@ async def run(
     call = functools.partial(_guarded, fn, *args, **kwargs)
     with anyio.move_on_after(timeout) as scope:
         return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
+    assert scope.cancelled_caught
+    raise BrokerUnavailable(f"the Redis server did not answer within {timeout:g} s")
+
+
+async def arun(call: Callable[[], Awaitable[T]], *, timeout: float = DEFAULT_TIMEOUT) -> T:
+    """`await call()` (an async Redis call, on the event loop: no thread hop), with `run`'s
+    deadline and its lost-server error."""
+    with anyio.move_on_after(timeout) as scope, broker_errors():
+        return await call()
     assert scope.cancelled_caught
     raise BrokerUnavailable(f"the Redis server did not answer within {timeout:g} s")

@@ -67,10 +67,14 @@ def request_token(request: Request) -> str:
     return cookie
 
 
-def _verify_and_touch(state: ServerState, token: str, address: str) -> dict[str, Any] | None:
-    record = state.tokens.verify(token)
-    if record is not None and record.get("role") == "device":
-        state.tokens.touch(token, record, address)
+async def _verify_and_touch(state: ServerState, token: str, address: str) -> dict[str, Any] | None:
+    """The token's record (read on the event loop); a device's "last seen" noted at most
+    every few seconds (that write is the only thread hop)."""
+    record = await blocking.arun(lambda: state.tokens.verify_async(state.aredis, token))
+    if record is None or record.get("role") != "device":
+        return record
+    if state.tokens.touch_due(record, address):
+        await blocking.run(state.tokens.touch, token, record, address)
     return record
 
 
@@ -80,7 +84,7 @@ async def current_token(request: Request, state: StateDep) -> dict[str, Any]:
     if lan:
         auth_limiter(request).check(address)
     try:
-        record = await blocking.run(_verify_and_touch, state, request_token(request), address)
+        record = await _verify_and_touch(state, request_token(request), address)
         if record is None:
             raise AuthError("unknown or revoked token")
     except AuthError:

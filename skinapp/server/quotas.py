@@ -11,9 +11,11 @@ stored, so a refused upload leaves no blob and no record behind:
   ended yet, counted once per stored image (blobs are shared by sha256). Admin tokens (the
   desktop app and headless runs on the workstation itself) are not limited.
 
-The figures are read from the server each time rather than kept in a counter: a counter
-would have to be decremented by the workers at every end of a job, and would drift after a
-crash; reading the token's records costs one pipelined round trip. Two uploads of the same
+The server's memory is read at most twice a second, and for every upload near the limit
+(`storage.MemoryGate`). A token's bytes in flight are read from the server each time rather
+than kept in a counter: a counter would have to be decremented by the workers at every end
+of a job, and would drift after a crash; reading the token's records costs one pipelined
+round trip. Two uploads of the same
 token racing each other can both pass; that overshoot is bounded by the per-request cap.
 """
 
@@ -23,31 +25,15 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import redis
-
 from skinapp.server import blocking
 from skinapp.server.deps import is_admin
-from skinapp.server.errors import QuotaExceeded, StorageFull
+from skinapp.server.errors import QuotaExceeded
 from skinapp.server.state import ServerState
-from skinapp.server.storage import MB, StorageFigures
+from skinapp.server.storage import MB
 from skinapp.server.uploads import UploadedFile
 from skinapp.tasks import keys as job_keys
 
 logger = logging.getLogger(__name__)
-
-
-def _check_storage(client: redis.Redis, incoming: int) -> None:
-    try:
-        figures = StorageFigures.read(client)
-    except redis.ResponseError as exc:  # an external server that does not let us read INFO
-        logger.debug("no storage figures: %s", exc)
-        return
-    if figures.maxmemory and figures.used_memory + incoming > figures.admit_limit:
-        raise StorageFull(
-            f"the workstation's job storage is full ({figures.used_memory // MB} of "
-            f"{figures.maxmemory // MB} MB in use); this upload of {incoming / MB:.1f} MB "
-            "cannot be kept until running jobs finish or old results expire"
-        )
 
 
 def inflight_bytes(state: ServerState, owner: str) -> int:
@@ -74,18 +60,14 @@ def _check_inflight(state: ServerState, owner: str, incoming: int) -> None:
         )
 
 
-def _check(state: ServerState, token: dict[str, Any], incoming: int) -> None:
-    _check_storage(state.redis, incoming)
-    if not is_admin(token):
-        _check_inflight(state, str(token["id"]), incoming)
-
-
 async def check_submission(
     state: ServerState, token: dict[str, Any], files: list[UploadedFile]
 ) -> None:
     """Raise StorageFull (507) or QuotaExceeded (429) before anything of `files` is stored."""
     incoming = sum(len(f.data) for f in files)
-    await blocking.run(_check, state, token, incoming, timeout=10.0)
+    await blocking.arun(lambda: state.memory_gate.check(state.aredis, incoming), timeout=10.0)
+    if not is_admin(token):  # admin tokens (this workstation) have no allowance
+        await blocking.run(_check_inflight, state, str(token["id"]), incoming, timeout=10.0)
 
 
 class StreamSlots:

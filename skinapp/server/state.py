@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis
 import redis.asyncio as aioredis
@@ -11,8 +11,10 @@ from celery import Celery
 
 from skinapp.config import Settings
 from skinapp.image_folder import ImageFolder
+from skinapp.server.done_watch import DoneWatch
 from skinapp.server.image_prune import ImagePruner
 from skinapp.server.monitor import WorkerMonitor
+from skinapp.server.storage import MemoryGate
 from skinapp.server.tokens import TokenStore
 from skinapp.tasks import BlobStore, JobStore, configure
 from skinapp.tasks.celery_app import broker_url
@@ -36,6 +38,8 @@ class ServerState:
     pruner: ImagePruner
     tokens: TokenStore
     monitor: WorkerMonitor
+    done: DoneWatch
+    memory_gate: MemoryGate = field(default_factory=MemoryGate)
 
     @classmethod
     def build(cls, settings: Settings) -> ServerState:
@@ -44,11 +48,12 @@ class ServerState:
         ttl = settings.result_ttl_seconds
         app = configure(settings)
         folder = ImageFolder(settings.images_dir)
+        aredis = aioredis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=2.0)
         return cls(
             settings=settings,
             celery=app,
             redis=client,
-            aredis=aioredis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=2.0),
+            aredis=aredis,
             jobs=JobStore(client, ttl),
             blobs=BlobStore(
                 redis_client(url, decode=False, timeout=30.0), settings.blob_ttl_seconds
@@ -62,10 +67,12 @@ class ServerState:
                 images=folder,
                 images_min_free=IMAGES_MIN_FREE_REQUESTS * settings.max_request_bytes,
             ),
+            done=DoneWatch(aredis),
         )
 
     async def close(self) -> None:
         self.monitor.stop()
         self.pruner.stop()
+        await self.done.close()
         await self.aredis.aclose()
         self.redis.close()

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+import redis.asyncio as aioredis
 
 from skinapp.errors import InvalidRequest
 from skinapp.paths import write_private_file
@@ -118,17 +119,29 @@ class TokenStore:
         raw = self._redis.hgetall(keys.token(hash_token(token)))
         return _record(raw) if raw else None
 
+    async def verify_async(self, client: aioredis.Redis, token: str) -> dict[str, Any] | None:
+        """`verify` through the API's async client (`decode_responses`), on the event loop."""
+        if not token:
+            return None
+        raw = await client.hgetall(keys.token(hash_token(token)))
+        return _record(raw) if raw else None
+
+    def touch_due(self, record: dict[str, Any], address: str) -> bool:
+        """Whether `touch` would write (a device token not noted from `address` lately)."""
+        now = time.time()
+        return now - float(record.get("last_seen") or 0) >= TOUCH_EVERY or (
+            record.get("address") != address
+        )
+
     def exists(self, token_id: str) -> bool:
         """False once the token is revoked: what open streams re-check."""
         return bool(self._redis.hexists(keys.TOKENS_INDEX, token_id))
 
     def touch(self, token: str, record: dict[str, Any], address: str) -> None:
         """Note that the token was used now from `address` (at most every TOUCH_EVERY s)."""
-        now = time.time()
-        if now - float(record.get("last_seen") or 0) < TOUCH_EVERY and (
-            record.get("address") == address
-        ):
+        if not self.touch_due(record, address):
             return
+        now = time.time()
         # One script, so a revoke between a check and a write cannot leave half a record.
         self._touch(keys=[keys.token(hash_token(token))], args=[repr(now), address])
 

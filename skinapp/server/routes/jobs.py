@@ -58,9 +58,10 @@ async def read_job_result(
     timeout: Annotated[float, Query(ge=0, le=MAX_WAIT)] = 30.0,
 ) -> Any:
     """The job's result the moment it exists (with wait=true); 202 with its status if not done."""
-    rec = await service.load_job(state, token, job_id)
-    if wait and not rec.ended:
-        rec = await service.wait_for_end(state, rec, timeout, str(token["id"]))
+    if wait:
+        rec = await service.load_and_wait(state, token, job_id, timeout)
+    else:
+        rec = await service.load_job(state, token, job_id)
     if rec.ended:
         return rec.to_public()
     return JSONResponse(JobPublic(**rec.to_public()).model_dump(mode="json"), status_code=202)
