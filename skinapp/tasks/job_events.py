@@ -6,23 +6,20 @@ and the sync twins wait on, so they answer the moment a result exists.
 
 from __future__ import annotations
 
-import json
 import logging
 
 import redis
 
-from skinapp.tasks import keys
+from skinapp.tasks import jobs
 from skinapp.tasks.jobs import JobRecord
 
 logger = logging.getLogger(__name__)
 
 
 def add_publish(pipe: redis.client.Pipeline, rec: JobRecord) -> None:
-    """Queue the PUBLISH(es) that announce `rec` on `pipe` (a caller's own MULTI)."""
-    body = json.dumps(rec.to_event())
-    pipe.publish(keys.EVENTS_CHANNEL, body)
-    if rec.ended:
-        pipe.publish(keys.done_channel(rec.job_id), body)
+    """Queue the PUBLISH(es) that announce `rec` on `pipe` (a caller's own MULTI). The job
+    store's claim and guarded writes announce themselves the same way."""
+    jobs.announce(pipe, rec)
 
 
 def publish(client: redis.Redis, rec: JobRecord) -> None:

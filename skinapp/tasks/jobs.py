@@ -40,15 +40,20 @@ Outcome = Literal["run", "skip", "busy", "revoked", "poison", "missing"]
 # KEYS[4..]) the lease, the in-flight entry and the job's references to its images' blobs
 # dropped in the same script: one round trip, and no blob outlives its last job. ARGV[3] = '1'
 # counts a completed run in the same write: a retry of a write that landed (its answer lost
-# in a server stall) is refused by the guard, so a run is never counted twice.
+# in a server stall) is refused by the guard, so a run is never counted twice. ARGV[4] is the
+# job event to PUBLISH on the channels ARGV[5] and ARGV[6] ('' = none) once the write landed:
+# the watchers hear of it in the same round trip, and never of a refused write.
 _GUARDED_HSET = (
     """
 local held = redis.call('HMGET', KEYS[1], 'claim', 'state')
 if held[1] ~= ARGV[1] then return 0 end
 local s = held[2]
 if s == 'SUCCESS' or s == 'FAILURE' or s == 'REVOKED' then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('HSET', KEYS[1], unpack(ARGV, 7))
 if ARGV[3] == '1' then redis.call('HINCRBY', KEYS[1], 'runs_completed', 1) end
+for c = 5, 6 do
+  if ARGV[4] ~= '' and ARGV[c] ~= '' then redis.call('PUBLISH', ARGV[c], ARGV[4]) end
+end
 if KEYS[2] then redis.call('DEL', KEYS[2]) end
 if KEYS[3] then
   redis.call('ZREM', KEYS[3], ARGV[2])"""
@@ -301,6 +306,15 @@ def _claimed(
     return replace(rec, **changes, redeliveries=rec.redeliveries + int(redelivery))
 
 
+def announce(pipe: redis.client.Pipeline, rec: JobRecord) -> None:
+    """Queue the PUBLISH(es) of `rec`'s job event on `pipe`: the events channel, and the
+    job's done channel once it ended (`skinapp.tasks.job_events` says who listens)."""
+    body = json.dumps(rec.to_event())
+    pipe.publish(keys.EVENTS_CHANNEL, body)
+    if rec.ended:
+        pipe.publish(keys.done_channel(rec.job_id), body)
+
+
 class JobStore:
     """Job records in the server. The client must decode responses (`decode=True`)."""
 
@@ -477,6 +491,7 @@ class JobStore:
                     rec = JobRecord.from_hash(raw, job_id) if raw else None
                     outcome, redelivery = decide(rec)
                     changes = _claim_changes(outcome, me, time.time())
+                    claimed = _claimed(rec, changes, redelivery)
                     if changes:
                         pipe.multi()
                         pipe.hset(key, mapping=_encode(changes))
@@ -484,10 +499,12 @@ class JobStore:
                             pipe.hincrby(key, "redeliveries", 1)
                         if outcome == "run":
                             pipe.set(keys.lease(job_id), me.claim, ex=lease_ttl)
+                        if claimed is not None:  # STARTED (or the end) announced with it
+                            announce(pipe, claimed)
                         pipe.execute()
                     if outcome in ("revoked", "poison"):
                         self.forget_inflight([job_id])
-                    return outcome, _claimed(rec, changes, redelivery)
+                    return outcome, claimed
                 except redis.WatchError:
                     continue  # the record changed under us (a cancel, another claim): again
 
@@ -499,12 +516,14 @@ class JobStore:
     def report(
         self, rec: JobRecord, claim: str, status: str, progress: Progress
     ) -> JobRecord | None:
-        """Store a running job's status and progress while `claim` holds it; the record as it
-        now is, or None when the write was refused (the claim was lost or the job ended)."""
+        """Store a running job's status and progress while `claim` holds it, and announce
+        it; the record as it now is, or None when the write was refused (the claim was lost
+        or the job ended)."""
         changes: dict[str, Any] = {"status": status, "progress": progress}
-        if not self._guarded(rec.job_id, claim, changes):
+        new = replace(rec, **changes)
+        if not self._guarded(rec.job_id, claim, changes, event=new):
             return None
-        return replace(rec, **changes)
+        return new
 
     def finish(
         self,
@@ -531,13 +550,15 @@ class JobStore:
         changes: dict[str, Any] = {k: v for k, v in outcome.items() if v is not None}
         changes.update(status=status, finished_at=time.time())
         done = rec.image_sha256  # the blobs it releases
-        if not self._guarded(
-            rec.job_id, claim, changes, release=True, done=done, count_run=completed_run
-        ):
-            return None
         if completed_run:
             changes["runs_completed"] = rec.runs_completed + 1
-        return replace(rec, **changes)
+        new = replace(rec, **changes)
+        written = {k: v for k, v in changes.items() if k != "runs_completed"}  # the script counts
+        if not self._guarded(
+            rec.job_id, claim, written, release=True, done=done, count_run=completed_run, event=new
+        ):
+            return None
+        return new
 
     def renew_lease(self, job_id: str, claim: str, ttl: int) -> bool:
         """Keep (or put back) `claim`'s lease while the record names it as the holder.
@@ -563,11 +584,17 @@ class JobStore:
         release: bool = False,
         done: Sequence[str] | None = None,
         count_run: bool = False,
+        event: JobRecord | None = None,
     ) -> bool:
         """Write `changes` only while `claim` holds a live job; `release` also drops the lease;
         `done` (a terminal write, which releases; the job's image shas) also its in-flight
-        entry and its blob references."""
-        flat: list[str] = [claim, job_id, "1" if count_run else "0"]
+        entry and its blob references; `event`: the record as written, announced on the job
+        event channels (and the job's done channel once it ended) by the same script."""
+        body, events, done_channel = "", "", ""
+        if event is not None:
+            body, events = json.dumps(event.to_event()), keys.EVENTS_CHANNEL
+            done_channel = keys.done_channel(job_id) if event.ended else ""
+        flat: list[str] = [claim, job_id, "1" if count_run else "0", body, events, done_channel]
         for name, value in _encode(changes).items():
             flat += [name, value]
         job_keys = [keys.job(job_id)]

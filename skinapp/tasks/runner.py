@@ -156,11 +156,11 @@ class JobRun:
 
     # --- outcome --------------------------------------------------------------------
     def _report(self, status: str) -> None:
+        # The write announces itself (the job event goes out in its script).
         rec = self.ctx.jobs.report(self.record, self.me.claim, status, self.progress)
         if rec is None:
             return  # we no longer hold the job: whoever does reports it
         self.record = rec
-        job_events.publish(self.ctx.redis, rec)
         if self.ctx.settings.task_events:
             self._mirror_to_flower(status)
 
@@ -171,16 +171,14 @@ class JobRun:
             lambda: self.ctx.jobs.finish(self.record, self.me.claim, status, **outcome),
             f"storing the outcome of {self.job_id}",
         )
-        if rec is not None:
+        if rec is not None:  # announced by the write itself
             self.record = rec
-            job_events.publish(self.ctx.redis, rec)
         return status
 
     def _announce_start(self) -> None:
-        """Tell the watchers the job started. The claim already wrote STARTED (and the
-        record read after it says so): one event, no second write of the same state."""
+        """The claim wrote STARTED and announced it in the same MULTI; Flower's mirror is
+        told here. A record that says otherwise is written (and announced) again."""
         if self.record.status == "STARTED":
-            job_events.publish(self.ctx.redis, self.record)
             if self.ctx.settings.task_events:
                 self._mirror_to_flower("STARTED")
         else:  # the record read after the claim says otherwise: write it, as before
@@ -314,7 +312,7 @@ class JobRun:
 
 
 def _closed(ctx: context.WorkerContext, job_id: str, outcome: str) -> None:
-    """Announce a job the claim ended without running (cancelled, poison)."""
+    """Announce a job ended outside the job store's guarded writes (the hard time limit)."""
     rec = ctx.jobs.get(job_id)
     if rec:
         job_events.publish(ctx.redis, rec)
@@ -349,8 +347,8 @@ def run_job(self: Task, job_id: str) -> dict[str, str]:
         lambda: claims.claim_record(ctx.jobs, job_id, me), f"claiming {job_id}"
     )
     if outcome != "run":
-        if outcome in ("revoked", "poison"):
-            _closed(ctx, job_id, outcome)
+        if outcome in ("revoked", "poison"):  # the claim's write announced the end
+            logger.info("job %s not run: %s", job_id, outcome)
         return {"job_id": job_id, "outcome": outcome}
     with claims.Lease(ctx.jobs, job_id, me, blob_ttl=ctx.settings.blob_ttl_seconds) as lease:
         state = JobRun(self, ctx, job_id, me, lease, record).execute()

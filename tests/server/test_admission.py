@@ -125,10 +125,14 @@ class Sampler:
 
 def _footprint(stack: Any, api: str, token: str) -> tuple[set[Any], int, int]:
     client = server(stack)
-    # The supervisor's own health probe comes and goes (it checks the server accepts writes).
-    stored = set(client.scan_iter(match="*", count=1000)) - {
-        WRITE_PROBE_KEY,
-        WRITE_PROBE_KEY.encode(),
+    # The supervisor's own health probe comes and goes (it checks the server accepts writes),
+    # and so does kombu's binding bookkeeping (`_kombu.binding.*`, which the workers'
+    # consumers and the health monitor's broadcasts declare and kombu expires).
+    stored = {
+        key
+        for key in client.scan_iter(match="*", count=1000)
+        if key not in (WRITE_PROBE_KEY, WRITE_PROBE_KEY.encode())
+        and not (key.decode() if isinstance(key, bytes) else key).startswith("_kombu.")
     }
     jobs = httpx.get(f"{api}/jobs/list", headers=_bearer(token), timeout=10).json()["total"]
     return stored, client.zcard(keys.JOBS_INDEX), jobs

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import redis
 
@@ -165,3 +166,48 @@ def test_fail_ends_a_live_job_once_and_never_a_finished_one(rclient: redis.Redis
     assert rec.finished_at is not None
     assert not jobs.fail("j1", "again", "x") and jobs.get("j1").error == "could not be queued"
     assert not jobs.fail("missing", "x", "y") and not rclient.exists(keys.job("missing"))
+
+
+def _events(pubsub: redis.client.PubSub) -> list[tuple[str, dict]]:
+    import json
+
+    out = []
+    quiet_until = time.monotonic() + 0.5  # until nothing more arrives for half a second
+    while time.monotonic() < quiet_until:
+        message = pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
+        if message is not None:
+            out.append((message["channel"], json.loads(message["data"])))
+            quiet_until = time.monotonic() + 0.5
+    return out
+
+
+def test_claim_progress_and_finish_announce_themselves_once_and_only_when_they_land(
+    rclient: redis.Redis,
+) -> None:
+    """The job event leaves in the write's own round trip (the claim's MULTI, the guarded
+    script): one STARTED, one PROGRESS, one SUCCESS on the events channel, the end also on
+    the job's done channel, and nothing for a write that was refused."""
+    index = JobStore(rclient, TTL)
+    _job(index)
+    me = Holder("w@h", "boot")
+    _heartbeat(rclient, me)
+    pubsub = rclient.pubsub()
+    pubsub.subscribe(keys.EVENTS_CHANNEL, keys.done_channel("j1"))
+    _events(pubsub)
+    assert claim(index, "j1", me) == "run"
+    rec = index.get("j1")
+    progress = {"percent": 50, "status": "Scoring", "current": 1, "total": 2}
+    assert index.report(rec, me.claim, "PROGRESS", progress) is not None
+    assert index.report(rec, "someone else", "PROGRESS", progress) is None  # refused
+    done = index.finish(rec, me.claim, "SUCCESS", result={"x": 1}, completed_run=True)
+    assert done is not None and done.runs_completed == 1 and index.get("j1").runs_completed == 1
+    assert not index.finish(rec, me.claim, "FAILURE")  # refused: no event
+    seen = _events(pubsub)
+    pubsub.close()
+    assert [(channel, e["status"]) for channel, e in seen] == [
+        (keys.EVENTS_CHANNEL, "STARTED"),
+        (keys.EVENTS_CHANNEL, "PROGRESS"),
+        (keys.EVENTS_CHANNEL, "SUCCESS"),
+        (keys.done_channel("j1"), "SUCCESS"),
+    ]
+    assert seen[1][1]["progress"] == progress and seen[2][1]["owner"] == "o1"
