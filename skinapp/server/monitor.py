@@ -1,12 +1,14 @@
 """A background view of the broker and the workers, so `/jobs/health` answers at once.
 
 A thread refreshes a snapshot about once a second: PING, queue depths, and Celery's
-`inspect().active_queues()` / `active()` with short timeouts (the reply wait is cut short
-once every worker with a heartbeat has answered). Nothing here runs on the event loop.
+`inspect().active()` with a short timeout (the reply wait is cut short once every worker
+with a heartbeat has answered; `Inspector` says when the workers' queues are asked too).
+Nothing here runs on the event loop.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -61,16 +63,60 @@ def queue_depths(client: redis.Redis) -> dict[str, int]:
     return {q: int(sum(sizes[i * per : (i + 1) * per])) for i, q in enumerate(QUEUES)}
 
 
-def inspect_workers(app: Celery, expected: int) -> list[WorkerView]:
-    timeout = INSPECT_TIMEOUT if expected else INSPECT_TIMEOUT / 2
-    with app.connection_for_write() as conn:
-        inspector = app.control.inspect(timeout=timeout, connection=conn, limit=expected or None)
-        queues = inspector.active_queues() or {}
+class Inspector:
+    """Celery's `inspect` for the monitor: one broadcast a refresh, over one kept connection.
+
+    Each refresh asks `active()`. A worker's queues are fixed for its life, so
+    `active_queues()` is asked only when the workers answering change, and every
+    `QUEUES_EVERY` seconds: it was a second broadcast a second, and the monitor opened a new
+    connection for each refresh (on this 2-core machine ~5 % of a core in the API and a
+    broadcast to answer in every worker's main process).
+    """
+
+    QUEUES_EVERY = 30.0
+
+    def __init__(self, app: Celery) -> None:
+        self._app = app
+        self._conn: Any = None
+        self._queues: dict[str, list[str]] = {}
+        self._queues_at = float("-inf")
+        self.broadcasts = 0  # tests, the bench
+
+    def workers(self, expected: int) -> list[WorkerView]:
+        timeout = INSPECT_TIMEOUT if expected else INSPECT_TIMEOUT / 2
+        try:
+            active, queues = self._ask(timeout, expected)
+        except Exception:
+            self.close()  # a broken connection is made again at the next refresh
+            raise
+        # The workers that answered this refresh; a queue list is only ever read for them.
+        return [
+            WorkerView(name, queues.get(name, []), len(active[name] or []))
+            for name in sorted(active)
+        ]
+
+    def _ask(self, timeout: float, expected: int) -> tuple[dict[str, Any], dict[str, list[str]]]:
+        if self._conn is None:
+            self._conn = self._app.connection_for_write()
+        inspector = self._app.control.inspect(
+            timeout=timeout, connection=self._conn, limit=expected or None
+        )
         active = inspector.active() or {}
-    return [
-        WorkerView(name, sorted(q["name"] for q in qs), len(active.get(name) or []))
-        for name, qs in sorted(queues.items())
-    ]
+        self.broadcasts += 1
+        stale = time.monotonic() - self._queues_at >= self.QUEUES_EVERY
+        if stale or set(active) != set(self._queues):
+            answered = inspector.active_queues() or {}
+            self.broadcasts += 1
+            self._queues = {name: sorted(q["name"] for q in qs) for name, qs in answered.items()}
+            self._queues_at = time.monotonic()
+        return active, self._queues
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.release()
+            self._conn = None
+        self._queues_at = float("-inf")
 
 
 # Read-only: entries are scored by their expiry on the server's clock (the workers' beat).
@@ -101,6 +147,7 @@ class WorkerMonitor:
         self.snapshot = Snapshot()
         self.fresh = threading.Event()
         self._count_beats = client.register_script(_COUNT_BEATS)
+        self._inspector = Inspector(app)
 
     def start(self) -> None:
         self._thread.start()
@@ -108,6 +155,8 @@ class WorkerMonitor:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=INSPECT_TIMEOUT * 3)
+        if not self._thread.is_alive():
+            self._inspector.close()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -129,7 +178,7 @@ class WorkerMonitor:
         except redis.RedisError as exc:
             return Snapshot(error=f"Redis is not running! ({exc})", taken_at=time.time())
         try:
-            workers = inspect_workers(self._app, expected)
+            workers = self._inspector.workers(expected)
         except Exception as exc:  # a broker hiccup mid-inspect: report no workers this round
             logger.warning("inspecting workers failed: %s", exc)
             workers = []

@@ -8,6 +8,7 @@ stop parts without disturbing the session stack.
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -90,3 +91,32 @@ def test_successful_health_polls_from_this_machine_are_not_access_logged(mini: M
 
     text = wait_for(logged, timeout=10)
     assert '"GET /jobs/health HTTP/1.1" 200' not in text
+
+
+def test_the_monitor_asks_for_queues_once_and_for_running_jobs_every_refresh(stack: Any) -> None:
+    """`Inspector`: a refresh that finds the workers changed broadcasts `active` and
+    `active_queues`, the next only `active` (the queues are cached while the same workers
+    answer), over one connection; both list the session stack's two workers with their
+    queues."""
+    from skinapp.config import QUEUES, load_settings
+    from skinapp.server.monitor import Inspector
+    from skinapp.tasks import configure
+
+    app = configure(load_settings(redis_url=stack.redis_url))
+    inspector = Inspector(app)
+    try:
+        first = inspector.workers(expected=2)
+        assert inspector.broadcasts == 2  # the first refresh asks for the queues too
+        deadline = time.monotonic() + 60
+        # until both workers answered both questions (one may still be starting)
+        while not (len(first) == 2 and all(w.queues for w in first)):
+            assert time.monotonic() < deadline, first
+            first = inspector.workers(expected=2)
+        before = inspector.broadcasts
+        second = inspector.workers(expected=2)
+        assert inspector.broadcasts == before + 1
+    finally:
+        inspector.close()
+        app.close()
+    assert len(first) == 2 and first == second
+    assert sorted(q for w in second for q in w.queues) == sorted(QUEUES)
