@@ -72,6 +72,19 @@ redis.call('DEL', KEYS[2])
 return 1
 """
 
+# A job nobody holds (PENDING, or RETRY after a hand-back) and nobody cancelled - the common
+# case - is claimed in one round trip: the claim's fields (ARGV[3..]) and the lease (ARGV[1],
+# ttl ARGV[2]) written, the record returned. Anything else (missing, ended, cancelled, held
+# by a holder that may be alive) returns nil and takes the WATCH path, where `decide` looks.
+_CLAIM_FREE = """
+local s = redis.call('HGET', KEYS[1], 'state')
+if s ~= 'PENDING' and s ~= 'RETRY' then return false end
+if redis.call('HGET', KEYS[1], 'cancel') == '1' then return false end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+return redis.call('HGETALL', KEYS[1])
+"""
+
 _RENEW_LEASE = """
 if redis.call('HGET', KEYS[1], 'claim') ~= ARGV[1] then return 0 end
 local s = redis.call('HGET', KEYS[1], 'state')
@@ -325,6 +338,7 @@ class JobStore:
         self._cancel = client.register_script(_CANCEL)
         self._fail_unless_ended = client.register_script(_FAIL_UNLESS_ENDED)
         self._renew_lease = client.register_script(_RENEW_LEASE)
+        self._claim_free = client.register_script(_CLAIM_FREE)
         self._release = client.register_script(blobs.RELEASE)
         self._trimmed_at: dict[str, float] = {}  # index -> when this store last trimmed it
 
@@ -481,8 +495,13 @@ class JobStore:
     ) -> tuple[Outcome, JobRecord | None]:
         """Decide under WATCH whether `me` runs the job (`decide` gives the outcome and
         whether it is a redelivery), record the outcome and `me`'s lease atomically; the
-        outcome and the record as the claim left it (so the run needs no second read)."""
+        outcome and the record as the claim left it (so the run needs no second read).
+        A job nobody holds is claimed in one script (`_CLAIM_FREE`), without `decide`: for
+        it, `decide` answers "run", not a redelivery, whoever asks."""
         key = keys.job(job_id)
+        free = self._claim_if_free(job_id, me, lease_ttl)
+        if free is not None:
+            return "run", free
         with self.redis.pipeline() as pipe:
             while True:
                 try:
@@ -507,6 +526,24 @@ class JobStore:
                     return outcome, claimed
                 except redis.WatchError:
                     continue  # the record changed under us (a cancel, another claim): again
+
+    def _claim_if_free(self, job_id: str, me: Holder, lease_ttl: int) -> JobRecord | None:
+        changes = _claim_changes("run", me, time.time())
+        assert changes is not None
+        flat = [item for pair in _encode(changes).items() for item in pair]
+        raw = self._claim_free(
+            keys=[keys.job(job_id), keys.lease(job_id)], args=[me.claim, lease_ttl, *flat]
+        )
+        if not raw:
+            return None
+        rec = JobRecord.from_hash(dict(zip(raw[::2], raw[1::2], strict=True)), job_id)
+        try:  # best effort, as every event: the record holds the truth
+            pipe = self.redis.pipeline(transaction=False)
+            announce(pipe, rec)
+            pipe.execute()
+        except redis.RedisError as exc:
+            logger.warning("could not announce the start of %s: %s", job_id, exc)
+        return rec
 
     def stop_flags(self, job_id: str) -> tuple[bool, str]:
         """(cancel requested, the claim that holds the job now): what a running job polls."""

@@ -211,3 +211,37 @@ def test_claim_progress_and_finish_announce_themselves_once_and_only_when_they_l
         (keys.done_channel("j1"), "SUCCESS"),
     ]
     assert seen[1][1]["progress"] == progress and seen[2][1]["owner"] == "o1"
+
+
+def test_a_job_nobody_holds_is_claimed_in_one_script_and_others_go_the_careful_way(
+    rclient: redis.Redis,
+) -> None:
+    """A PENDING job: one script, no WATCH/MULTI, `decide` not asked, the record and the
+    lease as the careful path writes them. A job in RETRY with a cancel flag: `decide`."""
+    from skinapp.tasks.claims import decide
+
+    index = JobStore(rclient, TTL)
+    _job(index)
+    me = Holder("w@h", "boot")
+    _heartbeat(rclient, me)
+    asked: list[str] = []
+
+    def deciding(rec: JobRecord | None) -> tuple[str, bool]:
+        asked.append(rec.job_id if rec else "")
+        return decide(rclient, rec, me)
+
+    rclient.config_resetstat()
+    outcome, rec = index.claim_record("j1", me, deciding, 6)  # type: ignore[arg-type]
+    stats = rclient.info("commandstats")
+    assert (outcome, asked) == ("run", [])
+    assert "cmdstat_watch" not in stats and "cmdstat_multi" not in stats
+    assert rec is not None and (rec.status, rec.claim, rec.pid) == ("STARTED", me.claim, me.pid)
+    assert rec.options == {"age": 3} and rec.redeliveries == 0
+    assert index.get("j1") == rec
+    assert rclient.get(keys.lease("j1")) == me.claim and 0 < rclient.ttl(keys.lease("j1")) <= 6
+
+    _job(index, "j2")
+    rclient.hset(keys.job("j2"), mapping={"state": "RETRY", "cancel": "1"})
+    outcome, rec = index.claim_record("j2", me, deciding, 6)  # type: ignore[arg-type]
+    assert (outcome, asked) == ("revoked", ["j2"]) and rec is not None
+    assert rec.status == "REVOKED" and rclient.exists(keys.lease("j2")) == 0
