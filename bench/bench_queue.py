@@ -12,7 +12,6 @@ waits on the job's done channel (Celery's result backend is off unless Flower ru
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -81,6 +80,7 @@ class RawCelery:
     def run(self, image: bytes) -> None:
         from skinapp.config import queue_for
         from skinapp.tasks import TASK_NAME, NewJob, keys
+        from skinapp.tasks.jobs import from_done_message
 
         job = NewJob(
             job_id=str(uuid.uuid4()),
@@ -103,8 +103,8 @@ class RawCelery:
             while message is None and time.monotonic() < deadline:
                 message = done.get_message(timeout=1.0)
         assert message is not None, "no outcome within 60 s"
-        outcome = json.loads(message["data"])
-        assert outcome.get("status") == "SUCCESS", outcome
+        outcome = from_done_message(message["data"], job.job_id)
+        assert outcome is not None and outcome.status == "SUCCESS", outcome
 
 
 def api_run(client: Client, image: bytes) -> None:

@@ -3,8 +3,9 @@ twins) from one pub/sub connection per API process.
 
 A pub/sub of its own per waiting request cost a connect, the handshake and a SUBSCRIBE
 for every job (redis-py closes a pub/sub's connection when it is done). Here one task holds
-a PSUBSCRIBE to every job's done channel and sets the `asyncio.Event` of each request that
-waits for that job. A waiter registers before it reads the record, so an end stored after
+a PSUBSCRIBE to every job's done channel and wakes each `Waiter` of that job, handing it the
+record the message carries (`skinapp.tasks.jobs.done_message`: the waiter answers without
+reading it again). A waiter registers before it reads the record, so an end stored after
 that read wakes it; while the subscription is down (the server is away, or not confirmed
 yet) `ready` is False and the waiters reread on a short timer instead, and every waiter is
 woken when it comes back, in case an end was published in the gap.
@@ -21,6 +22,7 @@ import redis.asyncio as aioredis
 
 from skinapp.tasks import keys
 from skinapp.tasks.connection import CONNECTION_ERRORS
+from skinapp.tasks.jobs import JobRecord, from_done_message
 
 logger = logging.getLogger(__name__)
 
@@ -30,10 +32,25 @@ RETRY_EVERY = 1.0  # seconds between reconnects while the server is away
 READ_TIMEOUT = 5.0  # one `get_message` wait; the loop checks for being stopped in between
 
 
+class Waiter:
+    """One waiting request: `woken` is set when the job may have ended; `record` is the
+    ended record its done message carried (None: read it)."""
+
+    def __init__(self) -> None:
+        self.woken = asyncio.Event()
+        self.record: JobRecord | None = None
+
+    def take(self) -> JobRecord | None:
+        """The record handed over since the last call, if it says the job ended."""
+        rec, self.record = self.record, None
+        self.woken.clear()
+        return rec if rec is not None and rec.ended else None
+
+
 class DoneWatch:
     def __init__(self, client: aioredis.Redis) -> None:
         self._client = client
-        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._waiters: dict[str, set[Waiter]] = {}
         self._task: asyncio.Task[None] | None = None
         self._ready = False
 
@@ -43,17 +60,17 @@ class DoneWatch:
         return self._ready
 
     @contextlib.asynccontextmanager
-    async def watching(self, job_id: str) -> AsyncIterator[asyncio.Event]:
-        """An event set when `job_id` may have ended (reread the record to know)."""
+    async def watching(self, job_id: str) -> AsyncIterator[Waiter]:
+        """A waiter woken when `job_id` may have ended."""
         self._start()
-        event = asyncio.Event()
-        self._waiters.setdefault(job_id, set()).add(event)
+        waiter = Waiter()
+        self._waiters.setdefault(job_id, set()).add(waiter)
         try:
-            yield event
+            yield waiter
         finally:
             waiting = self._waiters.get(job_id)
             if waiting is not None:
-                waiting.discard(event)
+                waiting.discard(waiter)
                 if not waiting:
                     del self._waiters[job_id]
 
@@ -69,14 +86,19 @@ class DoneWatch:
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(), name="done-watch")
 
-    def _wake(self, job_id: str) -> None:
-        for event in self._waiters.get(job_id, ()):
-            event.set()
+    def _wake(self, job_id: str, data: str) -> None:
+        waiting = self._waiters.get(job_id)
+        if not waiting:
+            return  # nobody here waits for it: not even parsed
+        rec = from_done_message(data, job_id)
+        for waiter in waiting:
+            waiter.record = rec
+            waiter.woken.set()
 
     def _wake_all(self) -> None:
         for waiting in self._waiters.values():
-            for event in waiting:
-                event.set()
+            for waiter in waiting:
+                waiter.woken.set()
 
     async def _run(self) -> None:
         while True:
@@ -102,4 +124,4 @@ class DoneWatch:
                     self._wake_all()  # an end may have been published while we were down
                 elif message["type"] == "pmessage":
                     channel = str(message["channel"])
-                    self._wake(channel.removeprefix(_PREFIX))
+                    self._wake(channel.removeprefix(_PREFIX), message["data"])

@@ -3,7 +3,6 @@ cancel it, list jobs."""
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import os
@@ -28,6 +27,7 @@ from skinapp.errors import (
 )
 from skinapp.server import blocking, quotas
 from skinapp.server.deps import is_admin
+from skinapp.server.done_watch import Waiter
 from skinapp.server.revocation import RECHECK, TokenWatch
 from skinapp.server.schemas import CancelPublic
 from skinapp.server.state import ServerState
@@ -224,9 +224,9 @@ async def load_and_wait(
 ) -> JobRecord:
     """`load_job`, then, if the job has not ended, `wait_for_end` (the read that loads it is
     the one after the waiter registered: no second read)."""
-    async with state.done.watching(job_id) as ended:
+    async with state.done.watching(job_id) as waiter:
         rec = await load_job(state, token, job_id)
-        return await _until_ended(state, rec, ended, timeout, str(token["id"]))
+        return await _until_ended(state, rec, waiter, timeout, str(token["id"]))
 
 
 async def wait_for_end(
@@ -234,16 +234,16 @@ async def wait_for_end(
 ) -> JobRecord:
     """The record once it is terminal, or as it is when `timeout` runs out; AuthError when
     the waiting token (`token_id`) is revoked meanwhile."""
-    async with state.done.watching(rec.job_id) as ended:
+    async with state.done.watching(rec.job_id) as waiter:
         # Registered first, then read: an end stored in between wakes us.
         rec = await _reread(state, rec)
-        return await _until_ended(state, rec, ended, timeout, token_id)
+        return await _until_ended(state, rec, waiter, timeout, token_id)
 
 
 async def _until_ended(
     state: ServerState,
     rec: JobRecord,
-    ended: asyncio.Event,
+    waiter: Waiter,
     timeout: float,
     token_id: str | None,
 ) -> JobRecord:
@@ -256,11 +256,11 @@ async def _until_ended(
             break
         every = recheck if state.done.ready else UNWATCHED_RECHECK
         with anyio.move_on_after(min(left, every)):
-            await ended.wait()
-        ended.clear()
+            await waiter.woken.wait()
+        handed = waiter.take()
         if watch is not None and not await watch.alive():
             raise AuthError("the token was revoked")
-        rec = await _reread(state, rec)
+        rec = handed or await _reread(state, rec)  # the done message carries the record
     return rec
 
 

@@ -1,7 +1,8 @@
 """Job events on the `skinapp:events` pub/sub channel (the API streams them as SSE).
 
-A terminal event also goes to `skinapp:done:<job>`, which `GET /jobs/result?wait=true`
-and the sync twins wait on, so they answer the moment a result exists.
+When a job ends, `skinapp:done:<job>` gets its record as stored (a flat JSON array of the
+hash, `skinapp.tasks.jobs.done_message`): `GET /jobs/result?wait=true` and the sync twins
+wait on it (`skinapp.server.done_watch`) and answer from it the moment a result exists.
 """
 
 from __future__ import annotations

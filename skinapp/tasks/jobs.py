@@ -41,8 +41,10 @@ Outcome = Literal["run", "skip", "busy", "revoked", "poison", "missing"]
 # dropped in the same script: one round trip, and no blob outlives its last job. ARGV[3] = '1'
 # counts a completed run in the same write: a retry of a write that landed (its answer lost
 # in a server stall) is refused by the guard, so a run is never counted twice. ARGV[4] is the
-# job event to PUBLISH on the channels ARGV[5] and ARGV[6] ('' = none) once the write landed:
-# the watchers hear of it in the same round trip, and never of a refused write.
+# job event to PUBLISH on the events channel ARGV[5] once the write landed, and ARGV[6] the
+# job's done channel ('' = none), which gets the record as written (`done_message`): the
+# watchers hear of it in the same round trip, never of a refused write, and a waiting
+# request answers from the message without reading the record again.
 _GUARDED_HSET = (
     """
 local held = redis.call('HMGET', KEYS[1], 'claim', 'state')
@@ -51,9 +53,8 @@ local s = held[2]
 if s == 'SUCCESS' or s == 'FAILURE' or s == 'REVOKED' then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 7))
 if ARGV[3] == '1' then redis.call('HINCRBY', KEYS[1], 'runs_completed', 1) end
-for c = 5, 6 do
-  if ARGV[4] ~= '' and ARGV[c] ~= '' then redis.call('PUBLISH', ARGV[c], ARGV[4]) end
-end
+if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[5], ARGV[4]) end
+if ARGV[6] ~= '' then redis.call('PUBLISH', ARGV[6], cjson.encode(redis.call('HGETALL', KEYS[1]))) end
 if KEYS[2] then redis.call('DEL', KEYS[2]) end
 if KEYS[3] then
   redis.call('ZREM', KEYS[3], ARGV[2])"""
@@ -322,10 +323,27 @@ def _claimed(
 def announce(pipe: redis.client.Pipeline, rec: JobRecord) -> None:
     """Queue the PUBLISH(es) of `rec`'s job event on `pipe`: the events channel, and the
     job's done channel once it ended (`skinapp.tasks.job_events` says who listens)."""
-    body = json.dumps(rec.to_event())
-    pipe.publish(keys.EVENTS_CHANNEL, body)
+    pipe.publish(keys.EVENTS_CHANNEL, json.dumps(rec.to_event()))
     if rec.ended:
-        pipe.publish(keys.done_channel(rec.job_id), body)
+        pipe.publish(keys.done_channel(rec.job_id), done_message(rec))
+
+
+def done_message(rec: JobRecord) -> str:
+    """What a job's done channel carries: its stored hash as a flat JSON array (field, value,
+    ...), as the guarded script's `cjson.encode(HGETALL)` writes it."""
+    stored = _encode({name: getattr(rec, name) for name in _NAMES})
+    return json.dumps([item for pair in stored.items() for item in pair])
+
+
+def from_done_message(data: str | bytes, job_id: str) -> JobRecord | None:
+    """The record a done message carries; None for anything else (the waiter then reads it)."""
+    try:
+        flat = json.loads(data)
+    except ValueError:
+        return None
+    if not isinstance(flat, list) or len(flat) % 2 or not all(isinstance(x, str) for x in flat):
+        return None
+    return JobRecord.from_hash(dict(zip(flat[::2], flat[1::2], strict=True)), job_id)
 
 
 class JobStore:

@@ -221,6 +221,7 @@ def test_a_job_that_cannot_be_queued_ends_failed_with_its_event(
     from skinapp.server.service import _store_and_enqueue
     from skinapp.server.uploads import UploadedFile
     from skinapp.tasks import NewJob
+    from skinapp.tasks.jobs import from_done_message
 
     state = _submit_state(rclient, valkey_url, tmp_path)
     rclient.set("analysis", "not a queue")
@@ -243,8 +244,8 @@ def test_a_job_that_cannot_be_queued_ends_failed_with_its_event(
             break
     watcher.close()
     assert message is not None
-    event = json.loads(message["data"])
-    assert (event["job_id"], event["status"]) == ("j1", "FAILURE")
+    ended = from_done_message(message["data"], "j1")
+    assert ended == state.jobs.get("j1") and ended.status == "FAILURE"
 
 
 def test_a_submit_whose_server_went_away_writes_no_record_and_no_message(

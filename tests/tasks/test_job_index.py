@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
+from typing import Any
 
 import redis
 
 from skinapp.tasks import BlobStore, JobRecord, JobStore, NewJob, keys
 from skinapp.tasks.claims import MAX_REDELIVERIES, Holder, claim
+from skinapp.tasks.jobs import done_message, from_done_message
 
 TTL = 3600
 
@@ -168,9 +171,7 @@ def test_fail_ends_a_live_job_once_and_never_a_finished_one(rclient: redis.Redis
     assert not jobs.fail("missing", "x", "y") and not rclient.exists(keys.job("missing"))
 
 
-def _events(pubsub: redis.client.PubSub) -> list[tuple[str, dict]]:
-    import json
-
+def _events(pubsub: redis.client.PubSub) -> list[tuple[str, Any]]:
     out = []
     quiet_until = time.monotonic() + 0.5  # until nothing more arrives for half a second
     while time.monotonic() < quiet_until:
@@ -204,13 +205,23 @@ def test_claim_progress_and_finish_announce_themselves_once_and_only_when_they_l
     assert not index.finish(rec, me.claim, "FAILURE")  # refused: no event
     seen = _events(pubsub)
     pubsub.close()
-    assert [(channel, e["status"]) for channel, e in seen] == [
-        (keys.EVENTS_CHANNEL, "STARTED"),
-        (keys.EVENTS_CHANNEL, "PROGRESS"),
-        (keys.EVENTS_CHANNEL, "SUCCESS"),
-        (keys.done_channel("j1"), "SUCCESS"),
-    ]
+    assert [channel for channel, _ in seen] == [keys.EVENTS_CHANNEL] * 3 + [keys.done_channel("j1")]
+    assert [e["status"] for _, e in seen[:3]] == ["STARTED", "PROGRESS", "SUCCESS"]
     assert seen[1][1]["progress"] == progress and seen[2][1]["owner"] == "o1"
+    # the done channel carries the record as stored (the script's cjson of its HGETALL)
+    flat = seen[3][1]
+    assert dict(zip(flat[::2], flat[1::2], strict=True)) == rclient.hgetall(keys.job("j1"))
+    assert from_done_message(json.dumps(flat), "j1") == index.get("j1")
+
+
+def test_a_done_message_written_in_python_reads_back_as_the_record(rclient: redis.Redis) -> None:
+    index = JobStore(rclient, TTL)
+    _job(index)
+    assert index.fail("j1", "could not be queued", "broker_unavailable")
+    rec = index.get("j1")
+    assert rec is not None and from_done_message(done_message(rec), "j1") == rec
+    assert from_done_message('{"job_id": "j1"}', "j1") is None
+    assert from_done_message("not json", "j1") is None
 
 
 def test_a_job_nobody_holds_is_claimed_in_one_script_and_others_go_the_careful_way(
