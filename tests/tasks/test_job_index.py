@@ -256,3 +256,34 @@ def test_a_job_nobody_holds_is_claimed_in_one_script_and_others_go_the_careful_w
     outcome, rec = index.claim_record("j2", me, deciding, 6)  # type: ignore[arg-type]
     assert (outcome, asked) == ("revoked", ["j2"]) and rec is not None
     assert rec.status == "REVOKED" and rclient.exists(keys.lease("j2")) == 0
+
+
+def test_one_thread_keeps_every_lease_of_the_process_and_stops_at_each_ones_end(
+    rclient: redis.Redis,
+) -> None:
+    import threading
+
+    from skinapp.tasks.claims import LEASE_REFRESH, LEASE_TTL, Lease
+
+    index = JobStore(rclient, TTL)
+    me = Holder("w@h", "boot")
+    _heartbeat(rclient, me)
+    for job_id in ("a", "b"):
+        _job(index, job_id)
+        assert claim(index, job_id, me) == "run"
+    with Lease(index, "a", me), Lease(index, "b", me):
+        assert [t.name for t in threading.enumerate()].count("leases") == 1
+        for job_id in ("a", "b"):
+            rclient.expire(keys.lease(job_id), 1)
+        deadline = time.monotonic() + 2 * LEASE_REFRESH + 1
+        while (
+            time.monotonic() < deadline
+            and min(rclient.ttl(keys.lease("a")), rclient.ttl(keys.lease("b"))) <= 1
+        ):
+            time.sleep(0.05)
+        assert rclient.ttl(keys.lease("a")) > 1 and rclient.ttl(keys.lease("b")) > 1
+        assert rclient.ttl(keys.lease("a")) <= LEASE_TTL
+    for job_id in ("a", "b"):
+        rclient.expire(keys.lease(job_id), 1)
+    time.sleep(1.5 * LEASE_REFRESH)  # a tick or more: nobody renews a lease that ended
+    assert rclient.exists(keys.lease("a"), keys.lease("b")) == 0
