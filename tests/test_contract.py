@@ -205,6 +205,12 @@ HOSTILE = {
     "png-bad-crc": (hostile.png_with_bad_crc(), admission.DAMAGED),
     "png-cut-in-idat": (hostile.png_cut_in_idat(), admission.DAMAGED),
     "png-without-iend": (hostile.png_without_iend(), admission.DAMAGED),
+    # what Pillow's header parser would walk in Python, step by step: the walk refuses them
+    "jpeg-1025-empty-segments": (hostile.jpeg_with_empty_segments(1025), admission.DAMAGED),
+    "jpeg-250k-empty-segments": (hostile.jpeg_with_empty_segments(250_000), admission.DAMAGED),
+    "jpeg-1mb-fill-bytes": (hostile.jpeg_with_fill_bytes(2**20), admission.DAMAGED),
+    "png-4097-empty-chunks": (hostile.png_with_empty_text_chunks(4097), admission.DAMAGED),
+    "png-80k-empty-chunks": (hostile.png_with_empty_text_chunks(80_000), admission.DAMAGED),
     "jpeg-24mb-junk": (
         hostile.jpeg_with_junk(24),
         "The file has 24.0 MB of data after the end of the picture that is not part of it. "
@@ -452,3 +458,27 @@ def test_the_leading_bytes_of_each_admitted_format_name_its_type_and_suffix() ->
     sig = sniff(heic)
     assert sig is not None and sig.media_type in {"image/heic", "image/heif"}
     assert sniff(b"GIF89a" + bytes(20)) is None and sniff(b"") is None
+
+
+def test_a_walk_refuses_before_pillow_parses_and_real_oddities_stay_admitted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Pillow's JPEG and PNG header parsers are Python loops: a file with a million steps
+    for them is refused by the walk first, Pillow not asked at all. Files within the bounds
+    (some fill bytes, a thousand segments, four thousand small chunks) are admitted."""
+    from skinapp.contract import headers
+
+    within = [
+        hostile.jpeg_with_empty_segments(headers.MAX_JPEG_SEGMENTS - 10),
+        hostile.jpeg_with_fill_bytes(headers.MAX_SKIPPED_BEFORE_SCAN - 1),
+        hostile.png_with_empty_text_chunks(headers.MAX_PNG_SMALL_CHUNKS - 10),
+    ]
+    for data in within:
+        assert admission.check_upload(data, LIMIT).size == Image.open(io.BytesIO(data)).size
+    opened: list[int] = []
+    real_open = Image.open
+    monkeypatch.setattr(Image, "open", lambda *a, **k: opened.append(1) or real_open(*a, **k))
+    for name in ("jpeg-250k-empty-segments", "jpeg-1mb-fill-bytes", "png-80k-empty-chunks"):
+        with pytest.raises(InvalidImage, match="damaged"):
+            admission.check_upload(HOSTILE[name][0], LIMIT)
+    assert opened == []

@@ -28,9 +28,12 @@ def jpeg_primary_end(data: bytes) -> int | None:
     """Offset just past the EOI of the first (primary) image, or None if it never ends."""
     if data[:2] != b"\xff\xd8":
         return None
-    for marker, _, end in headers.jpeg_segments(data):
-        if marker == headers.EOI:
-            return end
+    try:
+        for marker, _, end in headers.jpeg_segments(data):
+            if marker == headers.EOI:
+                return end
+    except headers.Unsound as exc:  # too many segments: treated as never ending
+        logger.debug("JPEG segment walk failed: %s", exc)
     return None
 
 

@@ -40,11 +40,27 @@ ANY_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # C4 DHT, C8 JPG, C
 MAX_BLOCKS_IN_MCU = 10
 #: The first byte after 0xFF that ends entropy-coded data: not a stuffed 0x00, not RSTn.
 _SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7]")
+#: A marker: 0xFF (after any fill bytes, more 0xFF) and the marker byte.
+_MARKER = re.compile(rb"\xff+[^\xff]")
+#: Segments one JPEG may have before its EOI. A photo has tens (APPn, DQT, DHT, SOF, SOS;
+#: a progressive one up to ~100 with its scans; XMP split into 64 KB APP1s adds one per
+#: 64 KB). Without a bound the walk is a Python loop per 4-byte segment: a 1 MB file of
+#: empty APP0s held the API for 1.1 s, a 40 MB one would hold it for 40 s.
+MAX_JPEG_SEGMENTS = 1024
+#: Stray and fill bytes a JPEG may have between its segments before the first scan, the
+#: part Pillow's header parser reads one byte per Python step (libjpeg-turbo decodes
+#: "extraneous bytes" with a warning; writers that leave any leave a few).
+MAX_SKIPPED_BEFORE_SCAN = 16 * 1024
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: Bit depths each PNG colour type allows (PNG spec, table 11.1).
 PNG_DEPTHS = {0: {1, 2, 4, 8, 16}, 2: {8, 16}, 3: {1, 2, 4, 8}, 4: {8, 16}, 6: {8, 16}}
 PNG_MAX_CHUNK = 2**31 - 1
+#: Chunks shorter than `PNG_SMALL_CHUNK` bytes one PNG may have: the metadata chunks are a
+#: handful, IDAT chunks are kilobytes (libpng writes 8 KB). Larger chunks are bounded by the
+#: file's size, so the walk costs at most this many steps plus one per KB.
+PNG_SMALL_CHUNK = 1024
+MAX_PNG_SMALL_CHUNKS = 4096
 
 
 class Unsound(ValueError):
@@ -65,19 +81,24 @@ def jpeg_segments(data: bytes) -> Iterator[tuple[int, int, int]]:
     """(marker, start, end) of each segment's body up to and including EOI, in file order.
 
     Stray bytes between segments are skipped to the next marker, as libjpeg does. The walk
-    ends without an EOI where the file is cut (a length past its end, no marker left).
+    ends without an EOI where the file is cut (a length past its end, no marker left), and
+    raises Unsound past `MAX_JPEG_SEGMENTS`.
     """
-    pos, size = 2, len(data)
+    pos, size, segments, skipped, scanned = 2, len(data), 0, 0, False
     while pos + 1 < size:
-        if data[pos] != 0xFF:
-            pos = data.find(b"\xff", pos)
-            if pos < 0:
+        if data[pos] != 0xFF or data[pos + 1] == 0xFF:  # stray bytes, or fill bytes
+            found = _MARKER.search(data, pos)  # skipped in one step (C), not byte by byte
+            if found is None:
                 return
+            skipped += found.end() - 2 - pos
+            if not scanned and skipped > MAX_SKIPPED_BEFORE_SCAN:
+                raise Unsound(f"over {MAX_SKIPPED_BEFORE_SCAN} stray bytes before the first scan")
+            pos = found.end() - 2  # the last 0xFF before the marker byte
             continue
         marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte before a marker
-            pos += 1
-            continue
+        segments += 1
+        if segments > MAX_JPEG_SEGMENTS:
+            raise Unsound(f"more than {MAX_JPEG_SEGMENTS} segments")
         if marker == EOI or marker in STANDALONE:
             yield marker, pos + 2, pos + 2
             if marker == EOI:
@@ -90,6 +111,7 @@ def jpeg_segments(data: bytes) -> Iterator[tuple[int, int, int]]:
         yield marker, pos + 4, pos + 2 + length
         pos += 2 + length
         if marker == SOS:
+            scanned = True
             pos = skip_scan(data, pos)
 
 
@@ -206,8 +228,9 @@ def _check_sos(state: _JpegState, body: bytes) -> None:
 
 # --- PNG ---------------------------------------------------------------------------------
 def png_chunks(data: bytes) -> Iterator[tuple[bytes, int, int]]:
-    """(type, start, end) of each chunk's data, its CRC checked, up to and including IEND."""
-    view, pos, size = memoryview(data), len(PNG_SIGNATURE), len(data)
+    """(type, start, end) of each chunk's data, its CRC checked, up to and including IEND;
+    Unsound past `MAX_PNG_SMALL_CHUNKS` chunks shorter than `PNG_SMALL_CHUNK`."""
+    view, pos, size, small = memoryview(data), len(PNG_SIGNATURE), len(data), 0
     while True:
         if pos + 12 > size:
             raise Unsound("cut inside a chunk header")
@@ -218,6 +241,9 @@ def png_chunks(data: bytes) -> Iterator[tuple[bytes, int, int]]:
             raise Unsound(f"{kind!r} runs past the end of the file")
         if not kind.isalpha() or not kind.isascii():
             raise Unsound(f"chunk type {kind!r}")
+        small += length < PNG_SMALL_CHUNK
+        if small > MAX_PNG_SMALL_CHUNKS:
+            raise Unsound(f"more than {MAX_PNG_SMALL_CHUNKS} chunks under {PNG_SMALL_CHUNK} bytes")
         crc = int.from_bytes(view[end : end + 4], "big")
         if zlib.crc32(view[pos + 4 : end]) != crc:
             raise Unsound(f"{kind!r}: bad CRC")

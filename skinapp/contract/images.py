@@ -39,6 +39,7 @@ MIN_SIDE = 16
 MAX_DECODED_BYTES = 192 * 2**20
 #: Formats whose structure walk (`headers`) is the API's whole proof: no pixel decoded.
 WALKED_FORMATS = frozenset({"JPEG", "MPO", "PNG"})
+JPEG_SIGNATURE = b"\xff\xd8\xff"
 
 EMPTY = "The file is empty."
 UNREADABLE = "The file is not an image that can be read (JPEG, PNG, TIFF, WebP, BMP or HEIC)."
@@ -66,10 +67,29 @@ def admit_image(
     """The opened image (header read, no pixel decoded) if it may be decoded; else InvalidImage."""
     if not data:
         raise InvalidImage(EMPTY)
+    frame = walk_first(data)
     img = open_image(data, max_pixels)
     check_header(img, max_pixels, max_decoded_bytes)
-    check_structure(data, img)
+    check_structure(data, img, frame)
     return img
+
+
+def walk_first(data: bytes) -> headers.Frame | None:
+    """A JPEG's or PNG's structure walk, before Pillow reads its header: Pillow's header
+    parsers are Python loops over segments, chunks and even single fill bytes (a 1 MB JPEG
+    of empty APP0 segments held the API for 0.8 s there), and the walk, bounded and mostly
+    `re`/`zlib` in C, refuses such files first. None for the other formats."""
+    if data.startswith(JPEG_SIGNATURE):
+        walk = headers.jpeg_frame
+    elif data.startswith(headers.PNG_SIGNATURE):
+        walk = headers.png_frame
+    else:
+        return None
+    try:
+        return walk(data)
+    except headers.Unsound as exc:
+        logger.info("image refused from its structure: %s", exc)
+        raise InvalidImage(DAMAGED) from exc
 
 
 def check_upload(
@@ -146,13 +166,14 @@ def check_header(img: Image.Image, max_pixels: int, max_decoded_bytes: int) -> N
         )
 
 
-def check_structure(data: bytes, img: Image.Image) -> None:
-    """The file must end where its picture ends (give or take what cameras really append)."""
+def check_structure(data: bytes, img: Image.Image, frame: headers.Frame | None = None) -> None:
+    """The file must end where its picture ends (give or take what cameras really append);
+    `frame`: what `walk_first` found, else the walk runs here."""
     if img.format in {"JPEG", "MPO"}:
-        end = walked_end(headers.jpeg_frame, data, img)
+        end = walked_end(headers.jpeg_frame, data, img, frame)
         extra = containers.jpeg_unexplained_tail(data, img, end)
     elif img.format == "PNG":
-        extra = len(data) - walked_end(headers.png_frame, data, img)
+        extra = len(data) - walked_end(headers.png_frame, data, img, frame)
     elif img.format == "WEBP":
         extra = len(data) - containers.webp_end(data)
     else:  # TIFF, BMP, HEIF: offsets point anywhere; the upload size caps bound them
@@ -164,10 +185,16 @@ def check_structure(data: bytes, img: Image.Image) -> None:
         )
 
 
-def walked_end(walk: Callable[[bytes], headers.Frame], data: bytes, img: Image.Image) -> int:
-    """Where the picture ends, by `walk`; DAMAGED when its structure is not sound."""
+def walked_end(
+    walk: Callable[[bytes], headers.Frame],
+    data: bytes,
+    img: Image.Image,
+    frame: headers.Frame | None = None,
+) -> int:
+    """Where the picture ends, by `walk` (or the `frame` it already found); DAMAGED when its
+    structure is not sound."""
     try:
-        frame = walk(data)
+        frame = frame or walk(data)
     except headers.Unsound as exc:
         logger.info("image refused from its structure: %s", exc)
         raise InvalidImage(DAMAGED) from exc

@@ -22,6 +22,7 @@ from skinapp.models.imaging import decode_image
 from skinapp.server.tokens import TokenStore
 from skinapp.stack.probes import WRITE_PROBE_KEY
 from skinapp.tasks import keys
+from tests.tasks.helpers import wait_for
 from tests.tasks.stackutil import server
 from tests.utils import hostile
 from tests.utils.images import lesion_jpeg, png_bytes, truncated_jpeg
@@ -138,6 +139,10 @@ def _footprint(stack: Any, api: str, token: str) -> tuple[set[Any], int, int]:
     return stored, client.zcard(keys.JOBS_INDEX), jobs
 
 
+def _health(api: str, token: str) -> dict[str, Any]:
+    return httpx.get(f"{api}/jobs/health", headers=_bearer(token), timeout=10).json()  # type: ignore[no-any-return]
+
+
 def _bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
@@ -153,6 +158,8 @@ def test_hostile_uploads_are_refused_cheaply_and_store_nothing(stack: Any) -> No
     token, _ = TokenStore(server(stack)).create("hostile phone", "device")
     children = stack.stack.children
     roots = {name: children[name].pid for name in ("api", "worker-interactive", "worker-batch")}
+    # both workers up (their heartbeats written), so what follows is all the uploads' doing
+    wait_for(lambda: _health(api, token)["workers_available"] == 2, timeout=120, interval=0.5)
     keys_before, index_before, jobs_before = _footprint(stack, api, token)
     answers: dict[str, tuple[int, dict[str, Any], float]] = {}
     with Sampler(roots) as sampler:

@@ -191,3 +191,26 @@ def png_without_iend(size: tuple[int, int] = (200, 200)) -> bytes:
     data = png_bytes(size)
     assert data[-8:-4] == b"IEND"
     return data[:-12]
+
+
+def jpeg_with_empty_segments(count: int) -> bytes:
+    """A real JPEG with `count` empty APP0 segments after its SOI: 4 bytes each, and a step
+    of Pillow's Python header parser each (250 000 of them in 1 MB held it for 0.8 s)."""
+    data = lesion_jpeg()
+    return data[:2] + b"\xff\xe0\x00\x02" * count + data[2:]
+
+
+def jpeg_with_fill_bytes(count: int) -> bytes:
+    """A real JPEG with `count` 0xFF fill bytes before its first marker: legal, and read by
+    Pillow's header parser one Python step per byte."""
+    data = lesion_jpeg()
+    return data[:2] + b"\xff" * count + data[2:]
+
+
+def png_with_empty_text_chunks(count: int) -> bytes:
+    """A real PNG with `count` empty tEXt chunks after its IHDR (12 bytes and a CRC each)."""
+    from tests.utils.images import png_bytes
+
+    data = png_bytes()
+    ihdr_end = 8 + 25
+    return data[:ihdr_end] + _chunk(b"tEXt", b"") * count + data[ihdr_end:]
