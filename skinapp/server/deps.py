@@ -23,7 +23,8 @@ from skinapp.server.state import ServerState
 logger = logging.getLogger(__name__)
 
 
-def get_state(request: Request) -> ServerState:
+async def get_state(request: Request) -> ServerState:
+    # async: FastAPI runs a plain-def dependency in a worker thread, a hop on every request
     return request.app.state.skinapp  # type: ignore[no-any-return]
 
 

@@ -67,7 +67,7 @@ class ModelsPublic(BaseModel):
     models: list[ModelPublic]
 
 
-def get_verifier(request: Request) -> CheckpointVerifier:
+async def get_verifier(request: Request) -> CheckpointVerifier:
     return request.app.state.verifier  # type: ignore[no-any-return]
 
 
