@@ -93,8 +93,10 @@ def check_images(files: list[UploadedFile], max_pixels: int) -> None:
 
 
 def _checks_quickly(files: list[UploadedFile]) -> bool:
-    """One JPEG or PNG of at most `INLINE_CHECK_BYTES`: its header walk takes a fraction of
-    a millisecond, less than the hop to a thread; anything else is checked in a thread."""
+    """One JPEG or PNG of at most `INLINE_CHECK_BYTES`: its walk takes a fraction of a
+    millisecond for a photo, less than the hop to a thread (and is bounded for a hostile
+    one, `skinapp.contract.headers`: ~25 ms at most, about what the GIL would cost the loop
+    from a thread); anything else is checked in a thread."""
     if len(files) != 1 or len(files[0].data) > INLINE_CHECK_BYTES:
         return False
     sig = sniff(files[0].data)
