@@ -46,6 +46,7 @@ RECHECK_EVERY = 5.0  # re-read the record while waiting, in case a done event wa
 UNWATCHED_RECHECK = 0.25  # ... and this often while the end notifications are down
 CHECK_THREADS = 4  # at most this many files of one batch are checked at once
 INLINE_CHECK_BYTES = 1 << 20  # a single JPEG/PNG up to this size is checked on the event loop
+INLINE_BLOB_BYTES = 8 << 20  # uploads up to this size go into the submit's one MULTI
 
 
 def pick_files(analysis: str, form: ParsedForm, max_files: int) -> list[UploadedFile]:
@@ -118,21 +119,28 @@ def _keep_images(state: ServerState, files: list[UploadedFile]) -> None:
 def _store_and_enqueue(state: ServerState, job: NewJob, files: list[UploadedFile]) -> JobRecord:
     _keep_images(state, files)
     job.image_sha256 = [f.sha256 for f in files]
-    for f in files:
-        state.blobs.put(f.data, f.sha256, job_id=job.job_id)  # in the server for its flight
+    # The blobs are in the server for the job's flight. A small upload's go in the MULTI
+    # below; large ones first, through the blob client and its longer timeout.
+    inline = sum(len(f.data) for f in files) <= INLINE_BLOB_BYTES
+    if not inline or state.settings.task_events:
+        for f in files:
+            state.blobs.put(f.data, f.sha256, job_id=job.job_id)
     if state.settings.task_events:  # Flower's task-sent event needs Celery's own send
         return _create_then_send(state, job)
     message = job_message(state.celery, job.job_id, job.queue)
 
-    def enqueue_and_announce(pipe: Any, rec: JobRecord) -> None:
+    def store_enqueue_announce(pipe: Any, rec: JobRecord) -> None:
+        if inline:
+            for f in files:
+                state.blobs.add_put(pipe, f.data, f.sha256, job_id=job.job_id)
         pipe.lpush(message.key, message.payload)
         job_events.add_publish(pipe, rec)
 
-    # Record, index entries, message and event in one MULTI: one round trip. A MULTI that
-    # did not reach the server wrote nothing; one whose LPUSH the server refused (MULTI
+    # Blobs, record, index entries, message and event in one MULTI: one round trip. A MULTI
+    # that did not reach the server wrote nothing; one whose LPUSH the server refused (MULTI
     # does not roll back) wrote a record without a message, which ends FAILURE here.
     try:
-        return state.jobs.create(job, also=enqueue_and_announce)
+        return state.jobs.create(job, also=store_enqueue_announce)
     except Exception as exc:
         _fail_unqueued(state, job.job_id, job.image_sha256)
         raise BrokerUnavailable(f"could not queue the job: {exc}") from exc

@@ -88,16 +88,23 @@ class BlobStore:
     def put(self, data: bytes, sha: str | None = None, *, job_id: str | None = None) -> str:
         """Store `data` for `job_id`'s flight (sha256 computed when not given); its sha256."""
         sha = sha or hashlib.sha256(data).hexdigest()
-        key = keys.blob(sha)
         pipe = self._redis.pipeline()  # one MULTI: bytes and reference land together
+        self.add_put(pipe, data, sha, job_id=job_id)
+        pipe.execute()
+        return sha
+
+    def add_put(
+        self, pipe: redis.client.Pipeline, data: bytes, sha: str, *, job_id: str | None = None
+    ) -> None:
+        """Queue `put`'s commands on `pipe`, a caller's MULTI (the API's submit puts a small
+        upload's bytes in the MULTI that writes its record)."""
+        key = keys.blob(sha)
         # SET NX keeps the first copy; EXPIRE refreshes it when the same image comes again.
         pipe.set(key, data, nx=True, ex=self._ttl)
         pipe.expire(key, self._ttl)
         if job_id:
             pipe.sadd(keys.blob_refs(sha), job_id)
             pipe.expire(keys.blob_refs(sha), self._ttl)
-        pipe.execute()
-        return sha
 
     def get(self, sha: str) -> bytes:
         data = self._redis.get(keys.blob(sha))

@@ -251,8 +251,9 @@ def test_a_job_that_cannot_be_queued_ends_failed_with_its_event(
 def test_a_submit_whose_server_went_away_writes_no_record_and_no_message(
     rclient: redis.Redis, valkey_url: str, tmp_path: Path
 ) -> None:
-    """The server is gone after the blob was stored (the job store's client points at a
-    closed port): 503, no record, no message; the blob expires with its own TTL."""
+    """The server is gone when the submit's MULTI is sent (the job store's client points at
+    a closed port): 503, and nothing of the job in the server (a small upload's blob goes
+    in that MULTI); the image is kept in the folder."""
     from skinapp.errors import BrokerUnavailable
     from skinapp.server.service import _store_and_enqueue
     from skinapp.server.uploads import UploadedFile
@@ -266,5 +267,5 @@ def test_a_submit_whose_server_went_away_writes_no_record_and_no_message(
         _store_and_enqueue(state, job, [UploadedFile("file", "a.jpg", lesion_jpeg())])
     assert rclient.exists(keys.job("j2")) == 0 and rclient.llen("analysis") == 0
     sha = job.image_sha256[0]
-    assert 0 < rclient.ttl(keys.blob(sha)) <= 3600
+    assert rclient.exists(keys.blob(sha), keys.blob_refs(sha)) == 0
     assert state.images.get(sha) == lesion_jpeg()
