@@ -88,3 +88,17 @@ def test_upload_name_carries_the_real_format(tmp_path: Path) -> None:
     assert image("a.txt", "PNG").upload_name() == "a.txt.png"
     assert image("a.JPEG", "JPEG").upload_name() == "a.JPEG"
     assert image("scan", "TIFF").upload_name() == "scan.tif"
+
+
+def test_files_inspected_on_threads_come_back_in_listing_order(tmp_path: Path) -> None:
+    written = []
+    for i in range(24):  # more files than inspecting threads, images and skips interleaved
+        name = f"f{i:02d}.jpg"
+        data = lesion_jpeg(size=(48 + i, 36), seed=i) if i % 3 else b"not an image %d" % i
+        written.append((write(tmp_path / name, data), data))
+    found = discover(tmp_path)
+    images = [(p, d) for p, d in written if not d.startswith(b"not")]
+    assert [i.path for i in found.images] == [p for p, _ in images]
+    assert [i.size for i in found.images] == [len(d) for _, d in images]
+    assert [i.sha256 for i in found.images] == [file_sha256(p) for p, _ in images]
+    assert [s.path.name for s in found.skipped] == [f"f{i:02d}.jpg" for i in range(0, 24, 3)]
