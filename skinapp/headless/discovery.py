@@ -142,9 +142,11 @@ def _read_image(path: Path, max_bytes: int) -> tuple[str, bytes] | None:
     One read serves the header parse and the hash; a file that is no image costs 16 bytes.
     """
     with path.open("rb") as fh:
-        head = fh.read(_HEAD_BYTES)
-        fmt = sniff_format(head)
-        return None if fmt is None else (fmt, head + fh.read(max_bytes + 1 - len(head)))
+        fmt = sniff_format(fh.read(_HEAD_BYTES))
+        if fmt is None:
+            return None
+        fh.seek(0)  # one read of the whole file, not a copy of the head and the rest joined
+        return fmt, fh.read(max_bytes + 1)
 
 
 def _matches(rel: str, name: str, include: Sequence[str]) -> bool:
