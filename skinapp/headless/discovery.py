@@ -195,7 +195,7 @@ def discover(
     # sha256 and the file reads release the GIL: a folder of camera photos is hashed on
     # every core, before the first upload can start
     with ThreadPoolExecutor(INSPECT_THREADS, thread_name_prefix="discover") as pool:
-        for outcome in pool.map(lambda c: inspect_file(*c, max_bytes), candidates):
+        for outcome in pool.map(lambda c: inspect_file(c[0], c[1], max_bytes), candidates):
             if isinstance(outcome, ImageFile):
                 found.images.append(outcome)
             else:
