@@ -175,6 +175,22 @@ def iter_files(root: Path, *, recursive: bool) -> Iterator[tuple[Path, os.stat_r
             logger.warning("cannot stat %s: %s", entry.path, exc)
 
 
+def _inspect_all(
+    candidates: list[tuple[Path, os.stat_result]], max_bytes: int
+) -> Iterator[ImageFile | SkippedFile]:
+    """`inspect_file` of each candidate, in order, on threads: sha256 and the reads release
+    the GIL, so a folder of camera photos is hashed on every core before the first upload.
+
+    An exception here (a second Ctrl-C aborting the run) drops the files not yet started
+    instead of waiting for the rest of the folder.
+    """
+    pool = ThreadPoolExecutor(INSPECT_THREADS, thread_name_prefix="discover")
+    try:
+        yield from pool.map(lambda c: inspect_file(c[0], c[1], max_bytes), candidates)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def discover(
     root: Path,
     *,
@@ -192,14 +208,11 @@ def discover(
         and _matches(path.relative_to(root).as_posix(), path.name, include)
     ]
     found = Discovery()
-    # sha256 and the file reads release the GIL: a folder of camera photos is hashed on
-    # every core, before the first upload can start
-    with ThreadPoolExecutor(INSPECT_THREADS, thread_name_prefix="discover") as pool:
-        for outcome in pool.map(lambda c: inspect_file(c[0], c[1], max_bytes), candidates):
-            if isinstance(outcome, ImageFile):
-                found.images.append(outcome)
-            else:
-                found.skipped.append(outcome)
+    for outcome in _inspect_all(candidates, max_bytes):
+        if isinstance(outcome, ImageFile):
+            found.images.append(outcome)
+        else:
+            found.skipped.append(outcome)
     logger.info(
         "found %d images, skipped %d files under %s", len(found.images), len(found.skipped), root
     )
