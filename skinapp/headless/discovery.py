@@ -14,7 +14,7 @@ import io
 import logging
 import os
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +34,7 @@ FORMAT_EXTENSIONS: dict[str, str] = {fmt: ext for _, _, fmt, ext in _SIGNATURES}
 _HEAD_BYTES = 16
 _HASH_CHUNK = 1 << 20
 INSPECT_THREADS = 4
+STOPPED = "not inspected: the run was stopped"
 
 
 @dataclass(frozen=True)
@@ -176,17 +177,26 @@ def iter_files(root: Path, *, recursive: bool) -> Iterator[tuple[Path, os.stat_r
 
 
 def _inspect_all(
-    candidates: list[tuple[Path, os.stat_result]], max_bytes: int
+    candidates: list[tuple[Path, os.stat_result]],
+    max_bytes: int,
+    should_stop: Callable[[], bool] | None = None,
 ) -> Iterator[ImageFile | SkippedFile]:
     """`inspect_file` of each candidate, in order, on threads: sha256 and the reads release
     the GIL, so a folder of camera photos is hashed on every core before the first upload.
 
     An exception here (a second Ctrl-C aborting the run) drops the files not yet started
-    instead of waiting for the rest of the folder.
+    instead of waiting for the rest of the folder; so does `should_stop()` turning true
+    (the files left are then skipped, unread).
     """
+
+    def inspect(candidate: tuple[Path, os.stat_result]) -> ImageFile | SkippedFile:
+        if should_stop is not None and should_stop():
+            return SkippedFile(candidate[0], STOPPED)
+        return inspect_file(candidate[0], candidate[1], max_bytes)
+
     pool = ThreadPoolExecutor(INSPECT_THREADS, thread_name_prefix="discover")
     try:
-        yield from pool.map(lambda c: inspect_file(c[0], c[1], max_bytes), candidates)
+        yield from pool.map(inspect, candidates)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -198,6 +208,7 @@ def discover(
     include: Sequence[str] = (),
     exclude_paths: Iterable[Path] = (),
     max_bytes: int = 25 * 1024 * 1024,
+    should_stop: Callable[[], bool] | None = None,
 ) -> Discovery:
     """Every file under `root` (matching `include`, if given), as images or skips, in order."""
     excluded = {p.resolve() for p in exclude_paths}
@@ -208,7 +219,7 @@ def discover(
         and _matches(path.relative_to(root).as_posix(), path.name, include)
     ]
     found = Discovery()
-    for outcome in _inspect_all(candidates, max_bytes):
+    for outcome in _inspect_all(candidates, max_bytes, should_stop):
         if isinstance(outcome, ImageFile):
             found.images.append(outcome)
         else:

@@ -17,14 +17,17 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from skinapp import errors
-from skinapp.client import TERMINAL_STATES, Client
+from skinapp.contract.states import TERMINAL as TERMINAL_STATES
 from skinapp.headless.discovery import ImageFile
 from skinapp.headless.progress import Progress
 from skinapp.headless.records import CANCELLED, ERROR, FAILURE, SUCCESS
 from skinapp.headless.stopping import StopFlag, Stopper
+
+if TYPE_CHECKING:  # only `connect` imports the HTTP client: see `skinapp.headless.batch.EarlyFind`
+    from skinapp.client import Client
 
 logger = logging.getLogger(__name__)
 
