@@ -8,7 +8,7 @@ in one process, in the same run, on the same images. Prints a table and the rati
 for the real-checkpoint default architecture (MobileNetV3-Large at 224 px, one epoch on
 synthetic images, labelled demo: for timing only), as `bench_models.py` does.
 
-Target (issue 5): the queue path within 1.3x of in-process. Both sides are warmed first
+Target: the queue path within 1.2x of in-process (`TARGET`; issue 5 asked for 1.3x). Both sides are warmed first
 (models loaded) and the two paths alternate, so a load change on a shared machine hits both;
 the figures compare steady-state throughput, not start-up. The queue
 side is timed as a clinic runs it — a fresh `skinapp batch` process, CSV report included.
@@ -36,6 +36,7 @@ from skinapp.config import ANALYSES, Settings, load_settings
 logger = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[1]
+TARGET = 1.2  # the performance issue's check, both image sizes
 
 
 def make_image(seed: int, size: tuple[int, int] = (320, 240)) -> bytes:
@@ -215,8 +216,8 @@ def report(analysis: str, count: int, times: dict[str, list[float]]) -> str:
     base = min(times["in_process"])
     for label, key in (("whole process", "wall"), ("its own run", "in_run")):
         ratio = min(times[key]) / base
-        verdict = "meets" if ratio <= 1.3 else "MISSES"
-        lines.append(f"ratio {label} / in-process: {ratio:.2f}x ({verdict} the 1.3x target)")
+        verdict = "meets" if ratio <= TARGET else "MISSES"
+        lines.append(f"ratio {label} / in-process: {ratio:.2f}x ({verdict} the {TARGET}x target)")
     return "\n".join(lines)
 
 

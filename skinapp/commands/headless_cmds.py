@@ -204,10 +204,7 @@ def _print_discovery(found: Any, todo: int) -> None:
 def run_batch_command(args: argparse.Namespace) -> int:
     from skinapp.config import get_settings
     from skinapp.errors import ConfigError
-    from skinapp.headless.batch import run_batch, validate
-    from skinapp.headless.connect import connect
-    from skinapp.headless.stopping import StopFlag
-    from skinapp.headless.summary import summary_text
+    from skinapp.headless.batch import EarlyFind, validate
 
     try:
         options = _batch_options(args)
@@ -216,27 +213,42 @@ def run_batch_command(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"skinapp batch: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    early = EarlyFind(options, settings)  # hashes the folder while the client is imported
+    try:
+        result = _run_batch(settings, options, early)
+    finally:
+        early.cancel()  # nothing left to do when it finished; an early exit stops it
+    from skinapp.headless.summary import summary_text
+
+    page = summary_text(result.summary, str(options.out))
+    print(page, end="")
+    if args.summary:
+        args.summary.write_text(page, encoding="utf-8")
+    return result.exit_code
+
+
+def _run_batch(settings: Any, options: Any, early: Any) -> Any:
+    from skinapp.headless.batch import run_batch
+    from skinapp.headless.connect import connect
+    from skinapp.headless.stopping import StopFlag
+
     stop = StopFlag()
     printer = ProgressPrinter(sys.stderr)
     with connect(settings, on_stage=_on_stage) as client:
         _warn_if_no_workers(client)
         with stop_on_signals(stop, "stopping: cancelling the jobs sent, writing a partial report"):
             try:
-                result = run_batch(
+                return run_batch(
                     client,
                     settings,
                     options,
                     stop=stop,
                     on_progress=printer,
                     on_discovered=_print_discovery,
+                    found=early.result,
                 )
             finally:
                 printer.close()
-    page = summary_text(result.summary, str(options.out))
-    print(page, end="")
-    if args.summary:
-        args.summary.write_text(page, encoding="utf-8")
-    return result.exit_code
 
 
 # --- watch ------------------------------------------------------------------------------

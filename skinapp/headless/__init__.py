@@ -7,10 +7,25 @@ callbacks; printing is the command module's business (`skinapp.commands.headless
 
 from __future__ import annotations
 
-from skinapp.headless.batch import BatchOptions, BatchResult, run_batch
-from skinapp.headless.discovery import Discovery, ImageFile, SkippedFile, discover
-from skinapp.headless.engine import Engine, EngineOptions, Outcome
-from skinapp.headless.watch import HotFolder, WatchOptions
+import importlib
+from typing import Any
+
+#: Where each public name lives. Resolved on first use (PEP 562), so importing one module
+#: of the package (the `skinapp batch` command does) does not import all of them.
+_HOMES = {
+    "BatchOptions": "batch",
+    "BatchResult": "batch",
+    "run_batch": "batch",
+    "Discovery": "discovery",
+    "ImageFile": "discovery",
+    "SkippedFile": "discovery",
+    "discover": "discovery",
+    "Engine": "engine",
+    "EngineOptions": "engine",
+    "Outcome": "engine",
+    "HotFolder": "watch",
+    "WatchOptions": "watch",
+}
 
 __all__ = [
     "BatchOptions",
@@ -26,3 +41,9 @@ __all__ = [
     "discover",
     "run_batch",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)

@@ -9,14 +9,14 @@ repeat their original's outcome — whether the run finished or was stopped.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from skinapp.client import Client
 from skinapp.config import ANALYSES, Settings
 from skinapp.errors import ConfigError
 from skinapp.headless import records as rec
@@ -27,6 +27,9 @@ from skinapp.headless.records import Record
 from skinapp.headless.report import check_report_path, read_report, reported_outcomes, write_report
 from skinapp.headless.stopping import StopFlag, Stopper
 from skinapp.headless.summary import Summary, summarize
+
+if TYPE_CHECKING:  # the client (httpx) is imported while `EarlyFind` hashes the folder
+    from skinapp.client import Client
 
 logger = logging.getLogger(__name__)
 
@@ -135,13 +138,16 @@ def _meta(
     }
 
 
-def _find(options: BatchOptions, settings: Settings) -> Discovery:
+def _find(
+    options: BatchOptions, settings: Settings, should_stop: Callable[[], bool] | None
+) -> Discovery:
     return discover(
         options.folder,
         recursive=options.recursive,
         include=options.include,
         exclude_paths=[options.out],
         max_bytes=settings.max_upload_bytes,
+        should_stop=should_stop,
     )
 
 
@@ -154,6 +160,64 @@ def _engine_options(options: BatchOptions, settings: Settings) -> EngineOptions:
     )
 
 
+@dataclass
+class Found:
+    """What a run sends and reports, known before the first upload."""
+
+    discovery: Discovery
+    previous: list[Record]  # the earlier report's rows
+    done: dict[str, Record]  # sha256 -> its final row there: not sent again
+    todo: list[ImageFile]
+    started: datetime  # when discovery began: the run's own clock starts there
+    clock: float
+
+
+def find(
+    options: BatchOptions, settings: Settings, should_stop: Callable[[], bool] | None = None
+) -> Found:
+    """Discover the folder and read the earlier report (`should_stop`: see `discover`)."""
+    started, clock = datetime.now(UTC), time.monotonic()
+    found = _find(options, settings, should_stop)
+    previous = read_report(options.out)
+    done = reported_outcomes(previous)
+    return Found(found, previous, done, plan(found, done), started, clock)
+
+
+class EarlyFind:
+    """`find()` on a daemon thread while this process imports the HTTP client and connects.
+
+    A folder of camera photos takes a few tenths of a second to hash, about what the
+    imports and the first request take; both used to wait for each other. `cancel()`
+    (whatever ends the command early) drops the files not yet inspected, so an early
+    Ctrl-C exits as soon as it did before.
+    """
+
+    def __init__(self, options: BatchOptions, settings: Settings) -> None:
+        self._cancelled = False
+        self._found: Found | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(options, settings), name="find", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, options: BatchOptions, settings: Settings) -> None:
+        try:
+            self._found = find(options, settings, lambda: self._cancelled)
+        except BaseException as exc:  # re-raised where the result is wanted
+            self._error = exc
+
+    def result(self) -> Found:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._found is not None
+        return self._found
+
+    def cancel(self) -> None:
+        self._cancelled = True
+
+
 def run_batch(
     client: Client,
     settings: Settings,
@@ -162,29 +226,28 @@ def run_batch(
     stop: Stopper | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     on_discovered: Callable[[Discovery, int], None] | None = None,
+    found: Callable[[], Found] | None = None,
 ) -> BatchResult:
-    """Analyse the folder and write the report; `stop` ends the run early with a partial one."""
+    """Analyse the folder and write the report; `stop` ends the run early with a partial one.
+
+    `found` gives the discovery when it was started earlier (`EarlyFind.result`)."""
     validate(options)
     stop = stop or StopFlag()
-    started, clock = datetime.now(UTC), time.monotonic()
-    found = _find(options, settings)
-    previous = read_report(options.out)
-    done = reported_outcomes(previous)
-    todo = plan(found, done)
+    known = found() if found is not None else find(options, settings)
     if on_discovered is not None:
-        on_discovered(found, len(todo))
+        on_discovered(known.discovery, len(known.todo))
     engine = Engine(client, _engine_options(options, settings), stop=stop, on_progress=on_progress)
-    outcomes = engine.run(todo)
+    outcomes = engine.run(known.todo)
     fresh = {o.image.sha256: _outcome_record(o, options.analysis) for o in outcomes}
-    rows = assemble(found, fresh, done, previous, options.analysis)
+    rows = assemble(known.discovery, fresh, known.done, known.previous, options.analysis)
     # a Ctrl-C that came after the last job finished interrupted nothing
     interrupted = stop.is_set() and any(o.status == rec.CANCELLED for o in outcomes)
     summary = summarize(
         rows,
         analysed=sum(o.status != rec.CANCELLED for o in outcomes),
-        resumed=sum(1 for r in rows if r.sha256 in done and r.sha256 not in fresh),
-        elapsed=time.monotonic() - clock,
+        resumed=sum(1 for r in rows if r.sha256 in known.done and r.sha256 not in fresh),
+        elapsed=time.monotonic() - known.clock,
         interrupted=interrupted,
     )
-    write_report(options.out, rows, _meta(options, started, summary, engine.job_ids))
-    return BatchResult(rows, summary, found, engine.job_ids, interrupted)
+    write_report(options.out, rows, _meta(options, known.started, summary, engine.job_ids))
+    return BatchResult(rows, summary, known.discovery, engine.job_ids, interrupted)

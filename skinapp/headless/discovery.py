@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import io
 import logging
 import os
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +33,8 @@ _SIGNATURES: tuple[tuple[bytes, int, str, str], ...] = (
 FORMAT_EXTENSIONS: dict[str, str] = {fmt: ext for _, _, fmt, ext in _SIGNATURES}
 _HEAD_BYTES = 16
 _HASH_CHUNK = 1 << 20
+INSPECT_THREADS = 4
+STOPPED = "not inspected: the run was stopped"
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,7 @@ def sniff_format(head: bytes) -> str | None:
     return None
 
 
-def _parse_header(path: Path) -> str | None:
+def _parse_header(data: bytes) -> str | None:
     """Pillow's header parse (lazy: no pixels decoded); returns an error message or None."""
     from PIL import Image, UnidentifiedImageError
 
@@ -93,7 +97,7 @@ def _parse_header(path: Path) -> str | None:
         with warnings.catch_warnings():
             # a big-but-legal canvas only warns; the worker applies the real pixel limit
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(io.BytesIO(data)) as img:
                 img.size  # noqa: B018 - touching size makes Pillow read the full header
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         return f"unreadable image header ({exc.__class__.__name__}: {exc})"
@@ -114,20 +118,36 @@ def inspect_file(path: Path, stat: os.stat_result, max_bytes: int) -> ImageFile 
     """Decide one file: an image to analyse, or a skip with the reason a person can act on."""
     if stat.st_size == 0:
         return SkippedFile(path, "empty file")
+    too_large = SkippedFile(path, f"larger than the upload limit ({max_bytes // (1024 * 1024)} MB)")
     if stat.st_size > max_bytes:
-        return SkippedFile(path, f"larger than the upload limit ({max_bytes // (1024 * 1024)} MB)")
+        return too_large
     try:
-        with path.open("rb") as fh:
-            head = fh.read(_HEAD_BYTES)
-        fmt = sniff_format(head)
-        if fmt is None:
-            return SkippedFile(path, "not an image (content is not JPEG, PNG, TIFF, BMP or WebP)")
-        problem = _parse_header(path)
-        if problem:
-            return SkippedFile(path, problem)
-        return ImageFile(path, stat.st_size, stat.st_mtime_ns, file_sha256(path), fmt)
+        data = _read_image(path, max_bytes)
     except OSError as exc:
         return SkippedFile(path, f"cannot read: {exc.strerror or exc}")
+    if data is None:
+        return SkippedFile(path, "not an image (content is not JPEG, PNG, TIFF, BMP or WebP)")
+    fmt, content = data
+    if len(content) > max_bytes:  # grew since it was listed
+        return too_large
+    problem = _parse_header(content)
+    if problem:
+        return SkippedFile(path, problem)
+    sha = hashlib.sha256(content).hexdigest()
+    return ImageFile(path, len(content), stat.st_mtime_ns, sha, fmt)
+
+
+def _read_image(path: Path, max_bytes: int) -> tuple[str, bytes] | None:
+    """(format, the file's first `max_bytes` + 1 bytes) when they announce an image, else None.
+
+    One read serves the header parse and the hash; a file that is no image costs 16 bytes.
+    """
+    with path.open("rb") as fh:
+        fmt = sniff_format(fh.read(_HEAD_BYTES))
+        if fmt is None:
+            return None
+        fh.seek(0)  # one read of the whole file, not a copy of the head and the rest joined
+        return fmt, fh.read(max_bytes + 1)
 
 
 def _matches(rel: str, name: str, include: Sequence[str]) -> bool:
@@ -156,6 +176,31 @@ def iter_files(root: Path, *, recursive: bool) -> Iterator[tuple[Path, os.stat_r
             logger.warning("cannot stat %s: %s", entry.path, exc)
 
 
+def _inspect_all(
+    candidates: list[tuple[Path, os.stat_result]],
+    max_bytes: int,
+    should_stop: Callable[[], bool] | None = None,
+) -> Iterator[ImageFile | SkippedFile]:
+    """`inspect_file` of each candidate, in order, on threads: sha256 and the reads release
+    the GIL, so a folder of camera photos is hashed on every core before the first upload.
+
+    An exception here (a second Ctrl-C aborting the run) drops the files not yet started
+    instead of waiting for the rest of the folder; so does `should_stop()` turning true
+    (the files left are then skipped, unread).
+    """
+
+    def inspect(candidate: tuple[Path, os.stat_result]) -> ImageFile | SkippedFile:
+        if should_stop is not None and should_stop():
+            return SkippedFile(candidate[0], STOPPED)
+        return inspect_file(candidate[0], candidate[1], max_bytes)
+
+    pool = ThreadPoolExecutor(INSPECT_THREADS, thread_name_prefix="discover")
+    try:
+        yield from pool.map(inspect, candidates)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def discover(
     root: Path,
     *,
@@ -163,15 +208,18 @@ def discover(
     include: Sequence[str] = (),
     exclude_paths: Iterable[Path] = (),
     max_bytes: int = 25 * 1024 * 1024,
+    should_stop: Callable[[], bool] | None = None,
 ) -> Discovery:
-    """Every file under `root` (matching `include`, if given), as images or skips."""
+    """Every file under `root` (matching `include`, if given), as images or skips, in order."""
     excluded = {p.resolve() for p in exclude_paths}
+    candidates = [
+        (path, stat)
+        for path, stat in iter_files(root, recursive=recursive)
+        if path.resolve() not in excluded
+        and _matches(path.relative_to(root).as_posix(), path.name, include)
+    ]
     found = Discovery()
-    for path, stat in iter_files(root, recursive=recursive):
-        rel = path.relative_to(root).as_posix()
-        if path.resolve() in excluded or not _matches(rel, path.name, include):
-            continue
-        outcome = inspect_file(path, stat, max_bytes)
+    for outcome in _inspect_all(candidates, max_bytes, should_stop):
         if isinstance(outcome, ImageFile):
             found.images.append(outcome)
         else:

@@ -11,21 +11,23 @@ keeps whatever a cancelled batch had already finished.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from skinapp import errors
-from skinapp.client import TERMINAL_STATES, Client
+from skinapp.contract.states import TERMINAL as TERMINAL_STATES
 from skinapp.headless.discovery import ImageFile
 from skinapp.headless.progress import Progress
 from skinapp.headless.records import CANCELLED, ERROR, FAILURE, SUCCESS
 from skinapp.headless.stopping import StopFlag, Stopper
+
+if TYPE_CHECKING:  # only `connect` imports the HTTP client: see `skinapp.headless.batch.EarlyFind`
+    from skinapp.client import Client
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +40,9 @@ _REJECTED = (
     errors.InvalidRequest,
 )
 _TRANSIENT = (errors.ApiUnavailable, errors.BrokerUnavailable)
+#: A file whose bytes are not the ones discovery hashed: the report would name bytes that
+#: were never analysed.
+CHANGED = "changed on disk after it was found"
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,14 @@ def _in_order(unit: Sequence[ImageFile], outcomes: Sequence[Outcome]) -> list[Ou
     """`outcomes` sorted as their images are in `unit` (one outcome per image)."""
     position = {id(image): i for i, image in enumerate(unit)}
     return sorted(outcomes, key=lambda o: position[id(o.image)])
+
+
+def _changed(outcome: Outcome, received: Any) -> Outcome:
+    """FAILURE when the API hashed other bytes than discovery did (the file was rewritten,
+    same size, between the two reads); a cancelled image stays cancelled (it is sent again)."""
+    if received in (None, outcome.image.sha256) or outcome.status == CANCELLED:
+        return outcome
+    return Outcome(outcome.image, FAILURE, error=CHANGED, job_id=outcome.job_id)
 
 
 class _Tracker:
@@ -228,7 +241,12 @@ class Engine:
 
     @staticmethod
     def _read(unit: list[ImageFile]) -> tuple[list[tuple[str, bytes]], list[Outcome]]:
-        """Upload parts for the unit, or FAILURE outcomes for files gone or changed on disk."""
+        """Upload parts for the unit, or FAILURE outcomes for files gone or changed on disk.
+
+        The bytes are not hashed again here: the API hashes what it receives and names it in
+        the job's `image_sha256`, which `_changed` compares with discovery's (a 12-MP folder
+        cost this client a second sha256 pass over every file). A new size is caught now.
+        """
         uploads, unreadable = [], []
         for image in unit:
             try:
@@ -238,11 +256,8 @@ class Engine:
                     Outcome(image, FAILURE, error=f"cannot read: {exc.strerror or exc}")
                 )
                 continue
-            if hashlib.sha256(data).hexdigest() != image.sha256:
-                # the report would name bytes that were never analysed
-                unreadable.append(
-                    Outcome(image, FAILURE, error="changed on disk after it was found")
-                )
+            if len(data) != image.size:
+                unreadable.append(Outcome(image, FAILURE, error=CHANGED))
                 continue
             uploads.append((image.upload_name(), data))
         return uploads, unreadable
@@ -317,6 +332,15 @@ class Engine:
         return body
 
     def _outcomes(self, unit: list[ImageFile], job_id: str, body: dict[str, Any]) -> list[Outcome]:
+        outcomes = self._analysed(unit, job_id, body)
+        received = body.get("image_sha256")
+        if not isinstance(received, list):
+            return outcomes
+        return [
+            _changed(o, received[i] if i < len(received) else None) for i, o in enumerate(outcomes)
+        ]
+
+    def _analysed(self, unit: list[ImageFile], job_id: str, body: dict[str, Any]) -> list[Outcome]:
         status = body.get("status") or SUCCESS
         result = result_of(body)
         if self.options.analysis == BATCH and result is not None:

@@ -21,9 +21,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from skinapp.client import Client
 from skinapp.errors import ConfigError
 from skinapp.headless import records as rec
 from skinapp.headless.discovery import ImageFile, SkippedFile, inspect_file
@@ -32,6 +31,9 @@ from skinapp.headless.records import CSV_COLUMNS, Record
 from skinapp.headless.report import replace_atomically
 from skinapp.headless.stopping import StopFlag, Stopper
 from skinapp.headless.watch_state import STATE_NAME, Entry, WatchState
+
+if TYPE_CHECKING:
+    from skinapp.client import Client
 
 logger = logging.getLogger(__name__)
 

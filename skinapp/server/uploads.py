@@ -77,6 +77,14 @@ class ParsedForm:
     fields: dict[str, str] = field(default_factory=dict)
 
 
+def _view(data: bytes, start: int, end: int) -> bytes | memoryview:
+    """A part of a received chunk without copying it: the file's bytes are copied once, when
+    its pieces are joined (a 12-MP upload was copied twice here). Only immutable `bytes` are
+    viewed; anything else is copied now, so a later change to a buffer cannot reach a kept part.
+    """
+    return memoryview(data)[start:end] if type(data) is bytes else bytes(data[start:end])
+
+
 class _Collector:
     """python-multipart callbacks that build a ParsedForm and enforce the limits."""
 
@@ -85,7 +93,7 @@ class _Collector:
         self.form = ParsedForm()
         self._header_name = b""
         self._headers: dict[bytes, bytes] = {}
-        self._chunks: list[bytes] = []
+        self._chunks: list[bytes | memoryview] = []
         self._size = 0
         self._fields = 0
         self._name = ""
@@ -137,7 +145,7 @@ class _Collector:
             raise PayloadTooLarge(f"file {filename!r} is larger than the {mb:g} MB limit")
         if filename is None and self._size > MAX_FIELD_BYTES:
             raise PayloadTooLarge("a form field is larger than 64 KB")
-        chunk = data[start:end]
+        chunk = _view(data, start, end)
         if filename is not None:  # hashed as it streams: no second pass over the file
             self._hash.update(chunk)
         self._chunks.append(chunk)

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import csv
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from skinapp.client import Client
 from skinapp.config import load_settings
-from skinapp.headless.batch import EXIT_INTERRUPTED, BatchOptions, run_batch
-from skinapp.headless.discovery import discover
+from skinapp.errors import ConfigError
+from skinapp.headless.batch import EXIT_INTERRUPTED, BatchOptions, EarlyFind, find, run_batch
+from skinapp.headless.discovery import INSPECT_THREADS, STOPPED, discover
 from skinapp.headless.engine import Engine, EngineOptions
 from skinapp.headless.stopping import StopFlag
 from tests.headless.folders import mixed_tree, write
@@ -65,3 +70,41 @@ def test_a_file_changed_after_discovery_fails_alone_and_order_is_kept(tmp_path: 
     assert "cannot reach" in outcomes[0].error
     assert outcomes[1].error == "changed on disk after it was found"
     assert outcomes[2].error.startswith("cannot read")
+
+
+def test_the_batch_command_hashes_the_folder_before_it_imports_the_http_client() -> None:
+    probe = (
+        "import sys, skinapp.cli, skinapp.headless.batch, skinapp.headless.discovery;"
+        "print(sorted(m for m in ('httpx', 'httpcore', 'skinapp.client') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]"
+
+
+def test_early_find_is_the_same_discovery_and_reraises_its_error(tmp_path: Path) -> None:
+    tree = mixed_tree(tmp_path / "in", n_images=4)
+    options = BatchOptions(folder=tmp_path / "in", out=tmp_path / "r.csv", recursive=True)
+    settings = load_settings()
+    early = EarlyFind(options, settings).result()
+    again = find(options, settings)
+    assert early.discovery == again.discovery and early.todo == again.todo
+    assert len(early.todo) == 4 + 2  # the duplicate is sent once; the text file is skipped
+    assert [s.path for s in early.discovery.skipped] == [tree["text_jpg"]]
+    (tmp_path / "r.json").write_text("{not json")  # changed after the command validated it
+    failing = EarlyFind(BatchOptions(folder=tmp_path / "in", out=tmp_path / "r.json"), settings)
+    with pytest.raises(ConfigError, match="cannot resume"):
+        failing.result()
+
+
+def test_a_cancelled_early_find_reads_no_further_files(tmp_path: Path) -> None:
+    for i in range(40):
+        write(tmp_path / "in" / f"{i:02d}.jpg", lesion_jpeg(size=(64, 48), seed=i))
+    options = BatchOptions(folder=tmp_path / "in", out=tmp_path / "r.csv")
+    early = EarlyFind(options, load_settings())
+    early.cancel()
+    found = early.result()
+    stopped = [s for s in found.discovery.skipped if s.reason == STOPPED]
+    assert len(found.discovery.images) + len(stopped) == 40
+    assert len(stopped) >= 40 - 2 * INSPECT_THREADS

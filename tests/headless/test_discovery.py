@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
-from skinapp.headless.discovery import ImageFile, discover, file_sha256, sniff_format
+import pytest
+
+from skinapp.headless.discovery import (
+    ImageFile,
+    SkippedFile,
+    discover,
+    file_sha256,
+    sniff_format,
+)
 from tests.headless.folders import mixed_tree, write
 from tests.utils.images import encode, lesion_image, lesion_jpeg, png_bytes
 
@@ -88,3 +98,39 @@ def test_upload_name_carries_the_real_format(tmp_path: Path) -> None:
     assert image("a.txt", "PNG").upload_name() == "a.txt.png"
     assert image("a.JPEG", "JPEG").upload_name() == "a.JPEG"
     assert image("scan", "TIFF").upload_name() == "scan.tif"
+
+
+def test_files_inspected_on_threads_come_back_in_listing_order(tmp_path: Path) -> None:
+    written = []
+    for i in range(24):  # more files than inspecting threads, images and skips interleaved
+        name = f"f{i:02d}.jpg"
+        data = lesion_jpeg(size=(48 + i, 36), seed=i) if i % 3 else b"not an image %d" % i
+        written.append((write(tmp_path / name, data), data))
+    found = discover(tmp_path)
+    images = [(p, d) for p, d in written if not d.startswith(b"not")]
+    assert [i.path for i in found.images] == [p for p, _ in images]
+    assert [i.size for i in found.images] == [len(d) for _, d in images]
+    assert [i.sha256 for i in found.images] == [file_sha256(p) for p, _ in images]
+    assert [s.path.name for s in found.skipped] == [f"f{i:02d}.jpg" for i in range(0, 24, 3)]
+
+
+def test_an_aborted_discovery_inspects_no_further_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import skinapp.headless.discovery as discovery
+
+    inspected: list[Path] = []
+
+    def slow_inspect(path: Path, stat: object, max_bytes: int) -> SkippedFile:
+        inspected.append(path)
+        time.sleep(0.02)
+        return SkippedFile(path, "test")
+
+    monkeypatch.setattr(discovery, "inspect_file", slow_inspect)
+    candidates = [(tmp_path / f"{i}.jpg", os.stat(tmp_path)) for i in range(200)]
+    outcomes = discovery._inspect_all(candidates, 1 << 20)
+    assert next(outcomes).path == tmp_path / "0.jpg"
+    outcomes.close()  # what a KeyboardInterrupt in the consumer does to the generator
+    seen = len(inspected)
+    time.sleep(0.2)
+    assert len(inspected) == seen <= 2 * discovery.INSPECT_THREADS + 1

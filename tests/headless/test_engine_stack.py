@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -46,3 +47,30 @@ def test_a_batch_refused_for_one_image_runs_the_others(client: Any, tmp_path: Pa
     assert "b_damaged.jpg" in outcomes[1].error
     assert len(engine.job_ids) == 1  # the two good images went as one batch
     assert outcomes[0].job_id == outcomes[2].job_id == engine.job_ids[0]
+
+
+def _same_size_other_bytes(data: bytes) -> bytes:
+    """`data` with one entropy-coded byte changed: as long, still a JPEG that decodes."""
+    at = len(data) // 2
+    while 0xFF in data[at - 1 : at + 2] or data[at] ^ 1 == 0xFF:
+        at += 1
+    return data[:at] + bytes([data[at] ^ 1]) + data[at + 1 :]
+
+
+def test_a_file_rewritten_at_the_same_size_is_caught_by_the_apis_hash(
+    client: Any, tmp_path: Path
+) -> None:
+    write(tmp_path / "a.jpg", lesion_jpeg(size=(96, 72), seed=610))
+    write(tmp_path / "b.jpg", lesion_jpeg(size=(96, 72), seed=611))
+    images = discover(tmp_path).images
+    changed = _same_size_other_bytes((tmp_path / "a.jpg").read_bytes())
+    (tmp_path / "a.jpg").write_bytes(changed)  # after discovery hashed it, before the upload
+    engine = Engine(client, EngineOptions("batch-skin-check", batch_max_images=10))
+    outcomes = engine.run(images)
+    assert [o.status for o in outcomes] == ["FAILURE", "SUCCESS"]
+    assert outcomes[0].error == "changed on disk after it was found"
+    assert outcomes[0].result is None and outcomes[0].job_id == engine.job_ids[0]
+    sent = client.status(engine.job_ids[0])["image_sha256"]
+    assert sent == [hashlib.sha256(changed).hexdigest(), images[1].sha256]
+    assert outcomes[1].result is not None
+    assert outcomes[1].result["image_sha256"] == images[1].sha256

@@ -81,6 +81,21 @@ def test_report_round_trip_and_resume_set(tmp_path: Path, suffix: str) -> None:
     assert done["1" * 64].path == "a/1.jpg"  # the original, not the duplicate row
 
 
+def test_json_report_is_the_same_json_with_one_record_per_line(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    meta = {"analysis": "batch-skin-check", "summary": {"flagged": ["a/1.jpg"], "elapsed_s": 1.5}}
+    write_report(out, _records(), meta)
+    text = out.read_text()
+    rows = [{**r.row(), "result": r.result} for r in _records()]
+    assert json.loads(text) == {"format": "skinapp-batch-report/1", **meta, "records": rows}
+    lines = text.splitlines()
+    start = lines.index('  "records": [')
+    assert [json.loads(line.strip().rstrip(",")) for line in lines[start + 1 : -2]] == rows
+    assert lines[-2:] == ["  ]", "}"] and text.endswith("}\n")
+    write_report(out, [], {})
+    assert json.loads(out.read_text()) == {"format": "skinapp-batch-report/1", "records": []}
+
+
 def test_csv_has_one_header_and_the_documented_columns(tmp_path: Path) -> None:
     out = tmp_path / "r.csv"
     write_report(out, _records(), {})
