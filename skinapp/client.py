@@ -90,8 +90,15 @@ class Client:
         self.base_url = base_url.rstrip("/")
         self.token = token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        # Plain HTTP needs no TLS context: building one (loading the CA bundle) cost every
+        # client 40-220 ms, on every `skinapp batch` start and every dashboard client.
+        plain = self.base_url.startswith("http://")
         self._http = httpx.Client(
-            base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
+            base_url=self.base_url,
+            headers=headers,
+            timeout=timeout,
+            transport=transport,
+            verify=not plain,  # https keeps httpx's default verification
         )
 
     # --- plumbing ---------------------------------------------------------------------

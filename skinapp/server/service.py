@@ -108,8 +108,10 @@ def _keep_images(state: ServerState, files: list[UploadedFile]) -> None:
     """Write each upload to the image folder (first: a full disk is a 507 before anything
     is in the server), under the sha256 the parser hashed while it streamed."""
     try:
-        for f in files:
-            state.images.put(f.data, f.sha256)
+        if len(files) == 1:
+            state.images.put(files[0].data, files[0].sha256)
+        else:
+            state.images.put_many([(f.data, f.sha256) for f in files])
     except OSError as exc:
         if exc.errno not in DISK_FULL_ERRNOS:
             raise

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import os
 import shutil
 import subprocess
 import time
@@ -201,3 +202,27 @@ def test_a_full_image_disk_is_a_507_that_stores_and_queues_nothing(
     assert queue_lengths(rs) == queued  # no message
     assert _blob_keys(rs, [_sha(photo)]) == 0  # nothing in the server
     assert not list(full_images_dir.rglob(".tmp-*"))  # no half-written file
+
+
+def test_a_batch_that_fills_the_image_disk_part_way_keeps_none_of_its_files(
+    stack: Any, full_images_dir: Path
+) -> None:
+    """Room for the first photo of three, not the rest: 507, and the one that was written
+    is gone again with the others (`ImageFolder.put_many`), nothing in the server."""
+    rs = server(stack)
+    photos = [lesion_jpeg(seed=80 + i) for i in range(3)]
+    filler = full_images_dir / "filler"
+    os.truncate(filler, filler.stat().st_size - int(1.5 * len(photos[0])))
+    counts = (rs.zcard(keys.JOBS_INDEX), rs.zcard(keys.INFLIGHT))
+    answer = httpx.post(
+        f"{stack.api_url}/jobs/submit/batch-skin-check",
+        files=[("files", (f"p{i}.jpg", p, "image/jpeg")) for i, p in enumerate(photos)],
+        headers={"Authorization": f"Bearer {stack.admin_token}"},
+        timeout=40,
+    )
+    assert answer.status_code == 507, answer.text
+    assert answer.json()["code"] == "disk_full"
+    assert (rs.zcard(keys.JOBS_INDEX), rs.zcard(keys.INFLIGHT)) == counts
+    assert _blob_keys(rs, [_sha(p) for p in photos]) == 0
+    kept = {p.name for p in full_images_dir.rglob("*") if p.is_file()}
+    assert kept == {"filler"}  # no photo, no half-written file
