@@ -34,6 +34,7 @@ from skinapp.models.options import parse_options
 from tests.models import factories
 from tests.utils import hostile
 from tests.utils.images import bomb_png, encode, lesion_jpeg, png_bytes, truncated_jpeg
+from tests.utils.imports import modules_after
 
 REPO = Path(__file__).resolve().parents[1]
 LIMIT = 120_000_000
@@ -426,14 +427,7 @@ def test_a_16_bit_png_costs_its_own_size_not_a_float64_copy(full: bool) -> None:
 
 
 def test_the_contract_imports_no_framework() -> None:
-    code = (
-        "import sys, json, skinapp.contract, skinapp.contract.images; "
-        "print(json.dumps(sorted(m for m in sys.modules)))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
-    )
-    modules = set(json.loads(out.stdout))
+    modules = modules_after("skinapp.contract", "skinapp.contract.images")
     banned = ("torch", "celery", "fastapi", "PySide6", "redis", "httpx")
     ours = ("skinapp.tasks", "skinapp.server", "skinapp.models", "skinapp.gui", "skinapp.stack")
     loaded = sorted(m for m in modules if m.split(".")[0] in banned or m.startswith(ours))

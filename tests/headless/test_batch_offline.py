@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import csv
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -20,6 +18,7 @@ from skinapp.headless.engine import Engine, EngineOptions
 from skinapp.headless.stopping import StopFlag
 from tests.headless.folders import mixed_tree, write
 from tests.utils.images import lesion_jpeg
+from tests.utils.imports import modules_after
 
 
 def test_stopped_before_sending_writes_a_complete_partial_report(tmp_path: Path) -> None:
@@ -73,14 +72,8 @@ def test_a_file_changed_after_discovery_fails_alone_and_order_is_kept(tmp_path: 
 
 
 def test_the_batch_command_hashes_the_folder_before_it_imports_the_http_client() -> None:
-    probe = (
-        "import sys, skinapp.cli, skinapp.headless.batch, skinapp.headless.discovery;"
-        "print(sorted(m for m in ('httpx', 'httpcore', 'skinapp.client') if m in sys.modules))"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert done.stdout.strip() == "[]"
+    loaded = modules_after("skinapp.cli", "skinapp.headless.batch", "skinapp.headless.discovery")
+    assert loaded & {"httpx", "httpcore", "skinapp.client"} == set()
 
 
 def test_early_find_is_the_same_discovery_and_reraises_its_error(tmp_path: Path) -> None:
