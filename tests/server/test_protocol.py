@@ -244,6 +244,30 @@ def test_idle_and_half_sent_next_requests_are_closed_too(stack: Any) -> None:
         assert header - 1 < _eof_after(slow, began, header + 10) < header + 3
 
 
+def test_request_headers_past_16_kb_are_refused_and_15_kb_still_served(stack: Any) -> None:
+    """The C parser has no header size cap of its own: one that never ends is answered 400
+    and closed once 16 KB arrived (not held until the header timeout, not buffered on)."""
+    from skinapp.server.http_limits import MAX_HEADER_BYTES
+
+    port = int(stack.api_url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET /jobs/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Long: ")
+        began = time.monotonic()
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            for _ in range(MAX_HEADER_BYTES // 1024 + 8):
+                sock.sendall(b"a" * 1024)
+                time.sleep(0.01)
+        answer = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(4096):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 400") and b"too large" in answer, answer[:200]
+        assert time.monotonic() - began < stack.settings.http_header_timeout - 1
+    within = {f"x-pad-{i}": "p" * 1000 for i in range(15)}
+    response = httpx.get(f"{stack.api_url}/jobs/health", headers=within, timeout=10)
+    assert response.status_code == 200 and response.json()["redis_connected"] is True
+
+
 # --- event streams per token ---------------------------------------------------------------
 class Streams(contextlib.ExitStack):
     """Open event streams, each held (its line iterator too: dropping one closes the stream)."""
