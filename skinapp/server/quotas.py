@@ -11,9 +11,9 @@ stored, so a refused upload leaves no blob and no record behind:
   ended yet, counted once per stored image (blobs are shared by sha256). Admin tokens (the
   desktop app and headless runs on the workstation itself) are not limited.
 
-The server's memory is read at most twice a second, and for every upload near the limit
-(`storage.MemoryGate`). A token's bytes in flight are read from the server each time rather
-than kept in a counter: a counter would have to be decremented by the workers at every end
+The server's memory is read for every upload (`storage.check_memory`, one INFO section on
+the event loop). A token's bytes in flight are read from the server each time rather than
+kept in a counter: a counter would have to be decremented by the workers at every end
 of a job, and would drift after a crash; reading the token's records costs one pipelined
 round trip. Two uploads of the same
 token racing each other can both pass; that overshoot is bounded by the per-request cap.
@@ -29,7 +29,7 @@ from skinapp.server import blocking
 from skinapp.server.deps import is_admin
 from skinapp.server.errors import QuotaExceeded
 from skinapp.server.state import ServerState
-from skinapp.server.storage import MB
+from skinapp.server.storage import MB, check_memory
 from skinapp.server.uploads import UploadedFile
 from skinapp.tasks import keys as job_keys
 
@@ -65,7 +65,7 @@ async def check_submission(
 ) -> None:
     """Raise StorageFull (507) or QuotaExceeded (429) before anything of `files` is stored."""
     incoming = sum(len(f.data) for f in files)
-    await blocking.arun(lambda: state.memory_gate.check(state.aredis, incoming), timeout=10.0)
+    await blocking.arun(lambda: check_memory(state.aredis, incoming), timeout=10.0)
     if not is_admin(token):  # admin tokens (this workstation) have no allowance
         await blocking.run(_check_inflight, state, str(token["id"]), incoming, timeout=10.0)
 

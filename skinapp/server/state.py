@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import redis
 import redis.asyncio as aioredis
@@ -14,7 +14,6 @@ from skinapp.image_folder import ImageFolder
 from skinapp.server.done_watch import DoneWatch
 from skinapp.server.image_prune import ImagePruner
 from skinapp.server.monitor import WorkerMonitor
-from skinapp.server.storage import MemoryGate
 from skinapp.server.tokens import TokenStore
 from skinapp.tasks import BlobStore, JobStore, configure
 from skinapp.tasks.celery_app import broker_url
@@ -39,7 +38,6 @@ class ServerState:
     tokens: TokenStore
     monitor: WorkerMonitor
     done: DoneWatch
-    memory_gate: MemoryGate = field(default_factory=MemoryGate)
 
     @classmethod
     def build(cls, settings: Settings) -> ServerState:
