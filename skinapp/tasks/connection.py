@@ -30,8 +30,13 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 
 def refuses_writes(exc: BaseException) -> bool:
     """The server is up but refuses writes because it cannot persist them (a full disk:
-    `MISCONF ... Errors writing to the AOF`); it takes them again once space returns."""
-    return isinstance(exc, redis.ResponseError) and str(exc).startswith("MISCONF")
+    `MISCONF ... Errors writing to the AOF`); it takes them again once space returns. A
+    refused command of a pipeline says so after redis-py's `Command # n (...) of pipeline
+    caused error: ` (kombu's record of a delivered message is one: the worker died of it)."""
+    if not isinstance(exc, redis.ResponseError):
+        return False
+    text = str(exc)
+    return text.startswith("MISCONF") or " of pipeline caused error: MISCONF" in text
 
 
 def redis_client(url: str, *, decode: bool = True, timeout: float = 5.0) -> redis.Redis:

@@ -24,6 +24,9 @@ TRANSPORT = "skinapp.tasks.transport:Transport"
 
 class Channel(kombu_redis.Channel):  # type: ignore[misc]
     def _brpop_read(self, **options: Any) -> Any:
+        # Also covers kombu's write that records the message it just popped (QoS.append):
+        # refused, the message is neither queued nor unacked, and the in-flight sweep sends
+        # the job again once the server takes writes.
         try:
             return super()._brpop_read(**options)
         except redis.ResponseError as exc:

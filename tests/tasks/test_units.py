@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import kombu.exceptions
+import pytest
 import redis
 
 from skinapp.config import load_settings
@@ -123,3 +124,21 @@ def test_progress_waits_an_interval_after_the_start_and_a_short_job_writes_none(
     assert written and time.monotonic() - started > 0.5
     assert len(written) <= 0.6 / 0.1 + 1 and written == sorted(written)
     assert written[-1] >= 20  # latest-wins: the last writes carry late steps
+
+
+def test_a_refused_write_is_recognised_alone_and_inside_a_pipeline(rclient: redis.Redis) -> None:
+    """kombu records a delivered message in a pipeline; the worker died when the full disk
+    refused that write, because the error then starts with redis-py's `Command # 1 (...) of
+    pipeline caused error: `. The wording is taken from a real refused pipeline command."""
+    from skinapp.tasks.connection import refuses_writes
+
+    rclient.set("s", "x")
+    with pytest.raises(redis.ResponseError) as caught:
+        rclient.pipeline().lpush("s", "y").execute()
+    wording, _, reason = str(caught.value).partition(" caused error: ")
+    assert wording.endswith("of pipeline") and reason.startswith("WRONGTYPE")
+    assert not refuses_writes(caught.value)
+    full_disk = "MISCONF Errors writing to the AOF file: No space left on device"
+    assert refuses_writes(redis.ResponseError(full_disk))
+    assert refuses_writes(redis.ResponseError(f"{wording} caused error: {full_disk}"))
+    assert not refuses_writes(redis.ConnectionError(full_disk))
