@@ -36,7 +36,7 @@ from skinapp.server.uploads import ParsedForm, UploadedFile
 from skinapp.tasks import TASK_NAME, JobRecord, NewJob, job_events
 from skinapp.tasks import keys as job_keys
 from skinapp.tasks.connection import CONNECTION_ERRORS
-from skinapp.tasks.jobs import STATES, iso
+from skinapp.tasks.jobs import STATES, announce, iso
 from skinapp.tasks.messages import job_message
 
 logger = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ def _store_and_enqueue(state: ServerState, job: NewJob, files: list[UploadedFile
             for f in files:
                 state.blobs.add_put(pipe, f.data, f.sha256, job_id=job.job_id)
         pipe.lpush(message.key, message.payload)
-        job_events.add_publish(pipe, rec)
+        announce(pipe, rec)
 
     # Blobs, record, index entries, message and event in one MULTI: one round trip. A MULTI
     # that did not reach the server wrote nothing; one whose LPUSH the server refused (MULTI

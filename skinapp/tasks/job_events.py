@@ -17,18 +17,12 @@ from skinapp.tasks.jobs import JobRecord
 logger = logging.getLogger(__name__)
 
 
-def add_publish(pipe: redis.client.Pipeline, rec: JobRecord) -> None:
-    """Queue the PUBLISH(es) that announce `rec` on `pipe` (a caller's own MULTI). The job
-    store's claim and guarded writes announce themselves the same way."""
-    jobs.announce(pipe, rec)
-
-
 def publish(client: redis.Redis, rec: JobRecord) -> None:
     """Announce `rec` as it now is. Best effort: a lost event must never fail the job (the
     record holds the truth)."""
     try:
         pipe = client.pipeline(transaction=False)
-        add_publish(pipe, rec)
+        jobs.announce(pipe, rec)  # the claim and the guarded writes announce the same way
         pipe.execute()
     except redis.RedisError as exc:
         logger.warning("could not publish an event for %s: %s", rec.job_id, exc)
