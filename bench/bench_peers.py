@@ -7,6 +7,8 @@ checkpoints behind every contender, measured alternately in one run.
 Contenders:
 - **skinapp**: the real stack (server binary, workers, uvicorn) in a temp data dir; a job is
   `POST /jobs/submit/full-classify` and a waiting `GET /jobs/result` through `skinapp.client`.
+- **skinapp, 1 request**: the same stack; a job is one `POST /full_classify/` (the seed's
+  sync twin: the same queued job, answered with its result once it is stored).
 - **seed-style Celery**: the seed's design done the usual way, written out below: FastAPI
   takes the upload, puts the image base64-encoded into the Celery message, and the client
   polls an endpoint that reads the Celery result backend (every `--poll-ms`). Its own
@@ -261,6 +263,26 @@ class Skinapp(Contender):
     def close(self) -> None:
         self.client.close()
         self.stack.stop()
+
+
+class SkinappOneRequest(Contender):
+    """The same stack as `Skinapp`, one request per job: the sync twin `POST /full_classify/`
+    queues, runs and stores the job as a submitted one is, and answers with its result."""
+
+    name = "skinapp, 1 request"
+
+    def __init__(self, stack: Skinapp) -> None:
+        self.stack = stack
+
+    def classify(self, image: bytes) -> None:
+        result = self.stack.client.analyze_sync(ANALYSIS, ("i.jpg", image), timeout=300)
+        assert "risk_level" in result and "binary" in result, result
+
+    def pids(self) -> list[int]:
+        return self.stack.pids()
+
+    def close(self) -> None:
+        pass  # the stack is `Skinapp`'s, closed with it
 
 
 class SeedCelery(Contender):
@@ -532,6 +554,7 @@ def main(argv: list[str] | None = None) -> int:
 
         print("starting the contenders ...", flush=True)
         add(lambda r: Skinapp(r, args.concurrency), "skinapp")
+        contenders.append(SkinappOneRequest(contenders[-1]))
         add(lambda r: SeedCelery(r, args.concurrency, children, args.poll_ms / 1000), "seed")
         if litserve_available(args):
             add(lambda r: LitServe(r, args.concurrency, children), "lit")

@@ -1,7 +1,8 @@
 """What one submission may add to the job server: the storage check and per-token quotas.
 
-Called once from `service.submit`, after the images passed admission and before anything is
-stored, so a refused upload leaves no blob and no record behind:
+Called from `service.submit`: the storage check beside the admission check (and answered
+after it), the allowance after it; both before anything is stored, so a refused upload leaves
+no blob and no record behind:
 
 - **storage** (507): the server runs with `maxmemory` and `noeviction`, so once full it
   refuses every write, including the results of jobs already running. New uploads are
@@ -21,8 +22,10 @@ token racing each other can both pass; that overshoot is bounded by the per-requ
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from skinapp.server import blocking
@@ -60,13 +63,33 @@ def _check_inflight(state: ServerState, owner: str, incoming: int) -> None:
         )
 
 
-async def check_submission(
+@contextlib.asynccontextmanager
+async def storage_checked(state: ServerState, files: list[UploadedFile]) -> AsyncIterator[None]:
+    """StorageFull (507) at the end of the `async with` when `files` would fill the server.
+
+    Its INFO round trip runs while the body (the admission check of the same files) does,
+    and is awaited after it, so a bad image is still refused as such first. When the body
+    raises, the storage answer is dropped."""
+    incoming = sum(len(f.data) for f in files)
+    check = asyncio.ensure_future(
+        blocking.arun(lambda: check_memory(state.aredis, incoming), timeout=10.0)
+    )
+    try:
+        yield
+    except BaseException:
+        check.cancel()
+        await asyncio.gather(check, return_exceptions=True)
+        raise
+    await check
+
+
+async def check_allowance(
     state: ServerState, token: dict[str, Any], files: list[UploadedFile]
 ) -> None:
-    """Raise StorageFull (507) or QuotaExceeded (429) before anything of `files` is stored."""
-    incoming = sum(len(f.data) for f in files)
-    await blocking.arun(lambda: check_memory(state.aredis, incoming), timeout=10.0)
-    if not is_admin(token):  # admin tokens (this workstation) have no allowance
+    """QuotaExceeded (429) when `files` would take a device token over its bytes in flight;
+    admin tokens (this workstation) have no allowance."""
+    if not is_admin(token):
+        incoming = sum(len(f.data) for f in files)
         await blocking.run(_check_inflight, state, str(token["id"]), incoming, timeout=10.0)
 
 

@@ -174,18 +174,24 @@ def _fail_unqueued(state: ServerState, job_id: str, shas: list[str]) -> None:
 
 
 async def submit(
-    state: ServerState, token: dict[str, Any], analysis: str, form: ParsedForm
+    state: ServerState,
+    token: dict[str, Any],
+    analysis: str,
+    form: ParsedForm,
+    job_id: str | None = None,
 ) -> JobRecord:
-    """Validate everything, then store the images, write the record and queue the job."""
+    """Validate everything, then store the images, write the record and queue the job
+    (under `job_id`, or a new id)."""
     files = pick_files(analysis, form, state.settings.batch_max_images)
     options = AnalysisOptions.from_fields(form.fields).given()
-    if _checks_quickly(files):
-        check_images(files, state.settings.max_image_pixels)
-    else:
-        await anyio.to_thread.run_sync(check_images, files, state.settings.max_image_pixels)
-    await quotas.check_submission(state, token, files)  # 507 when full, 429 over the token's quota
+    async with quotas.storage_checked(state, files):  # 507 when full, after the check's 415
+        if _checks_quickly(files):
+            check_images(files, state.settings.max_image_pixels)
+        else:
+            await anyio.to_thread.run_sync(check_images, files, state.settings.max_image_pixels)
+    await quotas.check_allowance(state, token, files)  # 429 over the token's allowance
     job = NewJob(
-        job_id=str(uuid.uuid4()),
+        job_id=job_id or new_job_id(),
         owner=str(token["id"]),
         analysis=analysis,
         queue=queue_for(analysis),
@@ -196,6 +202,27 @@ async def submit(
     rec = await blocking.run(_store_and_enqueue, state, job, files, timeout=30.0)
     logger.info("queued %s %s on %s (%d image(s))", analysis, job.job_id, job.queue, len(files))
     return rec
+
+
+def new_job_id() -> str:
+    return str(uuid.uuid4())
+
+
+async def submit_and_wait(
+    state: ServerState,
+    token: dict[str, Any],
+    analysis: str,
+    form: ParsedForm,
+    timeout: float,
+) -> JobRecord:
+    """`submit`, then the record once the job ended (or as it is when `timeout` runs out).
+
+    The waiter is registered before the job exists, so its end cannot be missed and the
+    record need not be read again after the submit: the done message carries it."""
+    job_id = new_job_id()
+    async with state.done.watching(job_id) as waiter:
+        rec = await submit(state, token, analysis, form, job_id)
+        return await _until_ended(state, rec, waiter, timeout, None)
 
 
 def submitted_body(rec: JobRecord) -> dict[str, Any]:
@@ -234,22 +261,12 @@ async def load_job(state: ServerState, token: dict[str, Any], job_id: str) -> Jo
 async def load_and_wait(
     state: ServerState, token: dict[str, Any], job_id: str, timeout: float
 ) -> JobRecord:
-    """`load_job`, then, if the job has not ended, `wait_for_end` (the read that loads it is
-    the one after the waiter registered: no second read)."""
+    """`load_job`, then, if the job has not ended, its record once it ended (or as it is
+    when `timeout` runs out; AuthError when the token is revoked meanwhile). The waiter
+    registers first, then the record is read: an end stored in between wakes it."""
     async with state.done.watching(job_id) as waiter:
         rec = await load_job(state, token, job_id)
         return await _until_ended(state, rec, waiter, timeout, str(token["id"]))
-
-
-async def wait_for_end(
-    state: ServerState, rec: JobRecord, timeout: float, token_id: str | None = None
-) -> JobRecord:
-    """The record once it is terminal, or as it is when `timeout` runs out; AuthError when
-    the waiting token (`token_id`) is revoked meanwhile."""
-    async with state.done.watching(rec.job_id) as waiter:
-        # Registered first, then read: an end stored in between wakes us.
-        rec = await _reread(state, rec)
-        return await _until_ended(state, rec, waiter, timeout, token_id)
 
 
 async def _until_ended(

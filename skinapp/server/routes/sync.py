@@ -43,11 +43,12 @@ def raise_failure(rec: JobRecord) -> None:
 
 def _make_route(analysis: str) -> Any:
     async def run_sync(token: TokenDep, state: StateDep, form: FormDep) -> Any:
-        rec = await service.submit(state, token, analysis, form)
         timeout = state.settings.celery_task_time_limit + QUEUE_WAIT
-        rec = await service.wait_for_end(state, rec, timeout)
+        rec = await service.submit_and_wait(state, token, analysis, form, timeout)
         if rec.status == "SUCCESS":
-            return rec.result
+            # Encoded as FastAPI would (its JSONResponse), without its walk of the result
+            # through `jsonable_encoder`: the result came from JSON, so it is JSON already.
+            return JSONResponse(rec.result)
         if rec.ended:
             raise_failure(rec)
         return JSONResponse(rec.to_public(), status_code=202)
