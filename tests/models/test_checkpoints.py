@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -201,3 +202,21 @@ def test_the_card_travels_with_the_result(demo_models: Path) -> None:
     rows = dict(rt.model_card(result))  # no card from the local disk
     assert rows["Validation accuracy"] == f"{card['metrics']['accuracy'] * 100:.1f} %"
     assert rows["Training data"] == "synthetic"
+
+
+def test_a_card_changed_on_disk_is_read_again(own_models: Path) -> None:
+    path = own_models / "demo-binary" / "card.json"
+    card = json.loads(path.read_text())
+    os.utime(path, ns=(10**18, 10**18))  # 2001: the edit below cannot share its clock tick
+    assert best_checkpoint(own_models, "binary").card["version"] == card["version"]
+    # edited in place, same size: the mtime or inode differs
+    path.write_text(json.dumps({**card, "version": "Z" * len(str(card["version"]))}))
+    assert best_checkpoint(own_models, "binary").card["version"] == "Z" * len(str(card["version"]))
+    # replaced by a rename, as write_checkpoint does
+    fresh = path.with_name("card.json.new")
+    fresh.write_text(json.dumps({**card, "version": "renamed"}))
+    fresh.replace(path)
+    assert best_checkpoint(own_models, "binary").card["version"] == "renamed"
+    # a card that breaks is skipped again, not served from before
+    path.write_text("{")
+    assert [c.task for c in list_checkpoints(own_models)].count("binary") == 0
