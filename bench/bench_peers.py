@@ -487,6 +487,10 @@ def print_table(
         floor = statistics.median(times["floor"])
         cells = [f"{statistics.median(times[n]) / floor:.2f}x" for n in names]
         print("  p50 / floor p50".ljust(30) + "".join(c.rjust(width) for c in cells))
+        # what the serving adds, in ms: unlike the ratio, it does not move with how fast the
+        # analysis itself runs on this machine at the moment
+        cells = [f"{(statistics.median(times[n]) - floor) * 1000:+.1f} ms" for n in names]
+        print("  p50 - floor p50".ljust(30) + "".join(c.rjust(width) for c in cells))
     jobs = f"{args.jobs} jobs, {args.clients} clients"
     print(jobs.ljust(30) + "".join(f"{tput[n][0]:.1f} jobs/s".rjust(width) for n in names))
     print(
