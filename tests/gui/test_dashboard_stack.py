@@ -142,7 +142,9 @@ def test_drop_two_images_rows_progress_results(
 def test_cancel_a_running_batch_from_the_table(
     qtbot: Any, window: QtMainWindow, tmp_path: Path
 ) -> None:
-    paths = images(tmp_path / "batch", 40, size=(640, 480))
+    # long enough to be caught running: 40 small photos take about a second here, and the
+    # batch could end between the table showing it started and the click
+    paths = images(tmp_path / "batch", 40, size=(1600, 1200))
     window.drop_zone.set_analysis("batch-skin-check")
     drop(qtbot, window, paths)
     qtbot.waitUntil(lambda: len(jobs_for(window, paths)) == 1, timeout=30_000)
@@ -220,9 +222,13 @@ def test_history_comes_from_the_job_list(
     qtbot.addWidget(win)
     win.connect_to(stack.api_url, stack.admin_token)
     try:
-        qtbot.waitUntil(lambda: answer["job_id"] in win.store, timeout=20_000)
-        record = win.store.get(answer["job_id"])
-        assert record is not None and record.filenames == ["from-elsewhere.jpg"]
+        # The job's events can reach the store before the history does, and an event carries
+        # no file names: wait for the name, which only the job list has.
+        def named() -> bool:
+            record = win.store.get(answer["job_id"])
+            return record is not None and record.filenames == ["from-elsewhere.jpg"]
+
+        qtbot.waitUntil(named, timeout=20_000)
         assert not win.health_panel.can_restart  # attached: no restart buttons
     finally:
         win.confirm_close = lambda *_: True
