@@ -74,16 +74,31 @@ return 1
 """
 
 # A job nobody holds (PENDING, or RETRY after a hand-back) and nobody cancelled - the common
-# case - is claimed in one round trip: the claim's fields (ARGV[3..]) and the lease (ARGV[1],
-# ttl ARGV[2]) written, the record returned. Anything else (missing, ended, cancelled, held
-# by a holder that may be alive) returns nil and takes the WATCH path, where `decide` looks.
+# case - is claimed in one round trip: the claim's fields (ARGV[5..]) and the lease (ARGV[1],
+# ttl ARGV[2]) written, the STARTED event published on channel ARGV[3], the record returned.
+# The event is `JobRecord.to_event()` of the record as written: ARGV[4] is its part the
+# worker knows (job id, status, the empty progress), completed here from the hash (analysis,
+# owner, stored progress), as `from_hash` and `to_event` would. Anything else (missing,
+# ended, cancelled, held by a holder that may be alive) returns nil and takes the WATCH path,
+# where `decide` looks.
 _CLAIM_FREE = """
 local s = redis.call('HGET', KEYS[1], 'state')
 if s ~= 'PENDING' and s ~= 'RETRY' then return false end
 if redis.call('HGET', KEYS[1], 'cancel') == '1' then return false end
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('HSET', KEYS[1], unpack(ARGV, 5))
 redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
-return redis.call('HGETALL', KEYS[1])
+local raw = redis.call('HGETALL', KEYS[1])
+local h = {}
+for i = 1, #raw, 2 do h[raw[i]] = raw[i + 1] end
+local event = cjson.decode(ARGV[4])
+event['analysis'] = h['analysis'] or ''
+event['owner'] = h['owner'] or ''
+if h['progress'] and h['progress'] ~= '' then
+  local ok, p = pcall(cjson.decode, h['progress'])
+  if ok and type(p) == 'table' and next(p) ~= nil then event['progress'] = p end
+end
+redis.call('PUBLISH', ARGV[3], cjson.encode(event))
+return raw
 """
 
 _RENEW_LEASE = """
@@ -549,19 +564,14 @@ class JobStore:
         changes = _claim_changes("run", me, time.time())
         assert changes is not None
         flat = [item for pair in _encode(changes).items() for item in pair]
+        known = {"job_id": job_id, "status": changes["status"], "progress": no_progress()}
         raw = self._claim_free(
-            keys=[keys.job(job_id), keys.lease(job_id)], args=[me.claim, lease_ttl, *flat]
+            keys=[keys.job(job_id), keys.lease(job_id)],
+            args=[me.claim, lease_ttl, keys.EVENTS_CHANNEL, json.dumps(known), *flat],
         )
         if not raw:
             return None
-        rec = JobRecord.from_hash(dict(zip(raw[::2], raw[1::2], strict=True)), job_id)
-        try:  # best effort, as every event: the record holds the truth
-            pipe = self.redis.pipeline(transaction=False)
-            announce(pipe, rec)
-            pipe.execute()
-        except redis.RedisError as exc:
-            logger.warning("could not announce the start of %s: %s", job_id, exc)
-        return rec
+        return JobRecord.from_hash(dict(zip(raw[::2], raw[1::2], strict=True)), job_id)
 
     def stop_flags(self, job_id: str) -> tuple[bool, str]:
         """(cancel requested, the claim that holds the job now): what a running job polls."""

@@ -241,15 +241,34 @@ def test_a_job_nobody_holds_is_claimed_in_one_script_and_others_go_the_careful_w
         asked.append(rec.job_id if rec else "")
         return decide(rclient, rec, me)
 
+    events = rclient.pubsub(ignore_subscribe_messages=True)
+    events.subscribe(keys.EVENTS_CHANNEL)
+    events.get_message(timeout=1)
     rclient.config_resetstat()
     outcome, rec = index.claim_record("j1", me, deciding, 6)  # type: ignore[arg-type]
     stats = rclient.info("commandstats")
     assert (outcome, asked) == ("run", [])
     assert "cmdstat_watch" not in stats and "cmdstat_multi" not in stats
+    # one round trip: the script, which also published the STARTED event
+    assert stats["cmdstat_evalsha"]["calls"] == 1 and stats["cmdstat_publish"]["calls"] == 1
     assert rec is not None and (rec.status, rec.claim, rec.pid) == ("STARTED", me.claim, me.pid)
     assert rec.options == {"age": 3} and rec.redeliveries == 0
     assert index.get("j1") == rec
     assert rclient.get(keys.lease("j1")) == me.claim and 0 < rclient.ttl(keys.lease("j1")) <= 6
+    message = events.get_message(timeout=2)
+    assert message is not None and json.loads(message["data"]) == rec.to_event()
+    assert rec.to_event()["progress"]["status"] == "Queued" and rec.to_event()["owner"] == "o1"
+
+    # a job handed back for a retry keeps its progress; the event carries it as stored
+    _job(index, "j3")
+    kept = {"percent": 40, "status": "Retrying", "current": 2, "total": 5}
+    rclient.hset(keys.job("j3"), mapping={"state": "RETRY", "progress": json.dumps(kept)})
+    outcome, rec = index.claim_record("j3", me, deciding, 6)  # type: ignore[arg-type]
+    assert (outcome, asked) == ("run", []) and rec is not None
+    message = events.get_message(timeout=2)
+    assert message is not None and json.loads(message["data"]) == rec.to_event()
+    assert json.loads(message["data"])["progress"] == kept
+    events.close()
 
     _job(index, "j2")
     rclient.hset(keys.job("j2"), mapping={"state": "RETRY", "cancel": "1"})
