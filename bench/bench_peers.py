@@ -20,7 +20,7 @@ Every server-side contender runs `--concurrency` analysis processes with the sam
 thread cap the stack gives its workers (cores / concurrency).
 
 Figures: p50 and p95 of full-classify at 640x480 and at 12 MP (4000x3000), the contenders
-alternated sample by sample (the order rotates), so the load of a shared machine hits them
+alternated sample by sample (in an order shuffled each round), so the load of a shared machine hits them
 alike; throughput of `--jobs` jobs from `--clients` client threads; CPU per job during that
 throughput run, summed (psutil) over every process of the contender (not the client).
 Every process started here is stopped at the end, also on Ctrl-C or SIGTERM.
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import signal
 import statistics
 import subprocess
@@ -421,13 +422,18 @@ def wait_http(http: httpx.Client, path: str, timeout: float = 90.0) -> None:
 
 # --- measuring ----------------------------------------------------------------------------
 def latencies(contenders: list[Contender], image: bytes, samples: int) -> dict[str, list[float]]:
-    """A B C D, then B C D A, ...: one sample each per round, the order rotating."""
+    """One sample each per round, in an order shuffled each round (seeded: a rerun sends the
+    same orders). A rotation keeps who runs right before whom, and that mattered: in four
+    runs the two skinapp columns (one stack) differed by 4-7 ms, the slower one each time the
+    column in the same place of the rotation (right after the other skinapp column, where a
+    job meets the worker still acking the one before; or right after the floor)."""
     for c in contenders:
         for _ in range(3):
             c.classify(image)
     times: dict[str, list[float]] = {c.name: [] for c in contenders}
-    for i in range(samples):
-        for c in contenders[i % len(contenders) :] + contenders[: i % len(contenders)]:
+    shuffler = random.Random(14)
+    for _ in range(samples):
+        for c in shuffler.sample(contenders, len(contenders)):
             started = time.perf_counter()
             c.classify(image)
             times[c.name].append(time.perf_counter() - started)
@@ -559,9 +565,7 @@ def main(argv: list[str] | None = None) -> int:
         print("starting the contenders ...", flush=True)
         add(lambda r: Skinapp(r, args.concurrency), "skinapp")
         add(lambda r: SeedCelery(r, args.concurrency, children, args.poll_ms / 1000), "seed")
-        # Not next to `skinapp` in the rotation, which keeps neighbours: right after it, a job
-        # meets the stack still acking and cleaning up the previous one.
-        contenders.append(SkinappOneRequest(contenders[0]))
+        contenders.append(SkinappOneRequest(contenders[0]))  # the same stack
         if litserve_available(args):
             add(lambda r: LitServe(r, args.concurrency, children), "lit")
         add(lambda r: Floor(r, args.concurrency), "floor")
