@@ -7,8 +7,8 @@ checkpoints behind every contender, measured alternately in one run.
 Contenders:
 - **skinapp**: the real stack (server binary, workers, uvicorn) in a temp data dir; a job is
   `POST /jobs/submit/full-classify` and a waiting `GET /jobs/result` through `skinapp.client`.
-- **skinapp, 1 request**: the same stack; a job is one `POST /full_classify/` (the seed's
-  sync twin: the same queued job, answered with its result once it is stored).
+- **skinapp, 1 request**: a second stack like the first; a job is one `POST /full_classify/`
+  (the seed's sync twin: the same queued job, answered with its result once it is stored).
 - **seed-style Celery**: the seed's design done the usual way, written out below: FastAPI
   takes the upload, puts the image base64-encoded into the Celery message, and the client
   polls an endpoint that reads the Celery result backend (every `--poll-ms`). Its own
@@ -267,13 +267,15 @@ class Skinapp(Contender):
 
 
 class SkinappOneRequest(Contender):
-    """The same stack as `Skinapp`, one request per job: the sync twin `POST /full_classify/`
-    queues, runs and stores the job as a submitted one is, and answers with its result."""
+    """A stack of its own (sharing `Skinapp`'s, a job sent the moment the other column's
+    returned met the worker still acking that one), one request per job: the sync twin
+    `POST /full_classify/` queues, runs and stores the job as a submitted one is, and answers
+    with its result."""
 
     name = "skinapp, 1 request"
 
-    def __init__(self, stack: Skinapp) -> None:
-        self.stack = stack
+    def __init__(self, root: Path, concurrency: int) -> None:
+        self.stack = Skinapp(root, concurrency)
 
     def classify(self, image: bytes) -> None:
         result = self.stack.client.analyze_sync(ANALYSIS, ("i.jpg", image), timeout=300)
@@ -283,7 +285,7 @@ class SkinappOneRequest(Contender):
         return self.stack.pids()
 
     def close(self) -> None:
-        pass  # the stack is `Skinapp`'s, closed with it
+        self.stack.close()
 
 
 class SeedCelery(Contender):
@@ -424,9 +426,9 @@ def wait_http(http: httpx.Client, path: str, timeout: float = 90.0) -> None:
 def latencies(contenders: list[Contender], image: bytes, samples: int) -> dict[str, list[float]]:
     """One sample each per round, in an order shuffled each round (seeded: a rerun sends the
     same orders). A rotation keeps who runs right before whom, and that mattered: in four
-    runs the two skinapp columns (one stack) differed by 4-7 ms, the slower one each time the
-    column in the same place of the rotation (right after the other skinapp column, where a
-    job meets the worker still acking the one before; or right after the floor)."""
+    runs the two skinapp columns (then on one stack) differed by 4-7 ms, the slower one each
+    time the column in the same place of the rotation (right after the other skinapp column,
+    or right after the floor)."""
     for c in contenders:
         for _ in range(3):
             c.classify(image)
@@ -565,7 +567,7 @@ def main(argv: list[str] | None = None) -> int:
         print("starting the contenders ...", flush=True)
         add(lambda r: Skinapp(r, args.concurrency), "skinapp")
         add(lambda r: SeedCelery(r, args.concurrency, children, args.poll_ms / 1000), "seed")
-        contenders.append(SkinappOneRequest(contenders[0]))  # the same stack
+        add(lambda r: SkinappOneRequest(r, args.concurrency), "skinapp-1")
         if litserve_available(args):
             add(lambda r: LitServe(r, args.concurrency, children), "lit")
         add(lambda r: Floor(r, args.concurrency), "floor")
