@@ -142,9 +142,7 @@ def test_drop_two_images_rows_progress_results(
 def test_cancel_a_running_batch_from_the_table(
     qtbot: Any, window: QtMainWindow, tmp_path: Path
 ) -> None:
-    # long enough to be caught running: 40 small photos take about a second here, and the
-    # batch could end between the table showing it started and the click
-    paths = images(tmp_path / "batch", 40, size=(1600, 1200))
+    paths = images(tmp_path / "batch", 40, size=(640, 480))
     window.drop_zone.set_analysis("batch-skin-check")
     drop(qtbot, window, paths)
     qtbot.waitUntil(lambda: len(jobs_for(window, paths)) == 1, timeout=30_000)
