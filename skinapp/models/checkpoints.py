@@ -231,7 +231,7 @@ def _parsed(card: Path) -> Checkpoint:
 
 def list_checkpoints(models_dir: Path) -> list[Checkpoint]:
     """Every checkpoint whose card parses, best first per task; broken cards are logged.
-    A card is read again only when its size or mtime changed."""
+    A card is read again only when its inode, size or mtime changed (`_card_stamp`)."""
     found = []
     for card in sorted(models_dir.glob(f"*/{CARD_FILE}")):
         try:
