@@ -142,7 +142,9 @@ def test_drop_two_images_rows_progress_results(
 def test_cancel_a_running_batch_from_the_table(
     qtbot: Any, window: QtMainWindow, tmp_path: Path
 ) -> None:
-    paths = images(tmp_path / "batch", 40, size=(640, 480))
+    # The batch must outlast the cancel: its worker checks the flag every 0.1 s, and 40 photos of
+    # 640x480 took it under half a second (the batch once ended first, SUCCESS, no REVOKED).
+    paths = images(tmp_path / "batch", 50, size=(1024, 768))
     window.drop_zone.set_analysis("batch-skin-check")
     drop(qtbot, window, paths)
     qtbot.waitUntil(lambda: len(jobs_for(window, paths)) == 1, timeout=30_000)
