@@ -54,5 +54,4 @@ def test_a_batch_stopped_at_the_time_limit_shows_the_seed_hint(
         assert f"Stopped at the time limit: {record.display_name}." in text
         assert "Jobs stop after 1 s" in text and "(at most 50 images)" in text
     finally:
-        win.confirm_close = lambda *_: True
         win.close()

@@ -39,7 +39,6 @@ def window(qtbot: Any, stack: Any, qsettings: Any) -> Iterator[QtMainWindow]:
     with qtbot.waitSignal(win.dashboard_ready, timeout=30_000):
         win.connect_to(stack.api_url, stack.admin_token, owner=OwnedStack(stack.stack))
     yield win
-    win.confirm_close = lambda *_: True
     win.close()
 
 
@@ -231,7 +230,6 @@ def test_history_comes_from_the_job_list(
         qtbot.waitUntil(named, timeout=20_000)
         assert not win.health_panel.can_restart  # attached: no restart buttons
     finally:
-        win.confirm_close = lambda *_: True
         win.close()
 
 
@@ -251,7 +249,6 @@ def test_attaches_to_the_running_stack_and_opens_fast(
         print(f"window open to dashboard ready (stack running): {elapsed:.3f} s")
         assert elapsed < 2.0
     finally:
-        win.confirm_close = lambda *_: True
         win.close()  # attached: must not stop the session's stack
     assert stack.stack.children["api"].is_alive()
 
@@ -284,7 +281,6 @@ def test_starts_its_own_stack_with_stages_and_stops_it_on_close(
         pids += [child.pid for child in control.stack.children.values()]  # type: ignore[union-attr]
         assert pids and all(psutil.pid_exists(pid) for pid in pids)
     finally:
-        win.confirm_close = lambda *_: True
         win.close()  # owned: stops everything it started
     assert not control.owned
     qtbot.waitUntil(lambda: not any(_running(pid) for pid in pids if pid), timeout=30_000)
@@ -324,7 +320,6 @@ def test_polling_carries_the_jobs_when_the_event_stream_is_down(
         assert not win.controller.feed.connected  # type: ignore[union-attr]
         assert win.feed_label.text() == "polling"
     finally:
-        win.confirm_close = lambda *_: True
         win.close()
 
 
@@ -363,5 +358,4 @@ def test_a_result_whose_first_fetch_fails_shows_after_the_retry(
             assert view.single.risk.text().endswith("RISK")
             assert "could not be fetched" not in view.state.text()
         finally:
-            win.confirm_close = lambda *_: True
             win.close()

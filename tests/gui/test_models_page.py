@@ -119,5 +119,4 @@ def test_the_window_attached_to_a_stack_gives_the_page_its_client(
         qtbot.waitUntil(lambda: page.table_model.rowCount() == 3, timeout=30_000)
         assert page.source.text() == f"Checkpoints of the stack at {evaluated_stack.api_url}"
     finally:
-        win.confirm_close = lambda *_: True
         win.close()
