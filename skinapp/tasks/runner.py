@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 MAX_RETRIES = 3
 PROGRESS_INTERVAL = 0.1  # at most ~10 progress writes per second per job
-STOP_POLL_INTERVAL = 0.1  # a cancel acts within a tenth of a second (one HMGET each)
+STOP_POLL_INTERVAL = 0.1  # one HMGET at most this often; a batch looks between its chunks
 #: After a progress write found the server away, later ones are skipped this long, so the
 #: analysis does not wait out a socket timeout at every step of an outage.
 PROGRESS_PAUSE = 2.0
