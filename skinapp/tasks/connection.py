@@ -9,9 +9,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import kombu.exceptions
 import redis
+from redis.connection import (
+    HIREDIS_AVAILABLE,
+    Encoder,
+    HiredisRespSerializer,
+    PythonRespSerializer,
+)
 
 from skinapp.errors import BrokerUnavailable
 
@@ -39,6 +46,33 @@ def refuses_writes(exc: BaseException) -> bool:
     return text.startswith("MISCONF") or " of pipeline caused error: MISCONF" in text
 
 
+#: A command with an argument longer than this is packed by redis-py's Python packer.
+LARGE_ARGUMENT = 64 << 10
+
+
+class BlobPacker:
+    """Packs commands for the server: hiredis for the usual small ones (3x faster than
+    redis-py's Python packer for a record's HSET), redis-py's for one that carries an image.
+
+    hiredis copies every argument into one new buffer, and for a photo that is slow: packing
+    a SET of 1.8 MB (a 12-MP JPEG) took 3.8 ms, against 0.04 ms for redis-py's packer, which
+    hands a large argument to the socket as a buffer of its own; the whole SET went from
+    5.9 ms to 2.3 ms (`bench/bench_blob_set.py`, the server with AOF on). The API sends every
+    upload's blob this way, in the submit's MULTI.
+    """
+
+    def __init__(self) -> None:
+        self._small = HiredisRespSerializer() if HIREDIS_AVAILABLE else None
+        self._large = PythonRespSerializer(6000, Encoder("utf-8", "strict", False).encode)
+
+    def pack(self, *args: Any) -> list[Any]:
+        if self._small is not None and not any(
+            isinstance(a, (bytes, bytearray, memoryview)) and len(a) > LARGE_ARGUMENT for a in args
+        ):
+            return self._small.pack(*args)
+        return self._large.pack(*args)
+
+
 def redis_client(url: str, *, decode: bool = True, timeout: float = 5.0) -> redis.Redis:
     """A client whose every call gives up after `timeout` seconds instead of hanging."""
     return redis.Redis.from_url(
@@ -47,6 +81,7 @@ def redis_client(url: str, *, decode: bool = True, timeout: float = 5.0) -> redi
         socket_timeout=timeout,
         socket_connect_timeout=min(timeout, 2.0),
         health_check_interval=30,
+        command_packer=BlobPacker(),
     )
 
 
