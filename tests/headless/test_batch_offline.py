@@ -14,7 +14,7 @@ from skinapp.config import load_settings
 from skinapp.errors import ConfigError
 from skinapp.headless.batch import EXIT_INTERRUPTED, BatchOptions, EarlyFind, find, run_batch
 from skinapp.headless.discovery import INSPECT_THREADS, STOPPED, discover
-from skinapp.headless.engine import Engine, EngineOptions
+from skinapp.headless.engine import Engine, EngineOptions, chunk
 from skinapp.headless.stopping import StopFlag
 from tests.headless.folders import mixed_tree, write
 from tests.utils.images import lesion_jpeg
@@ -101,3 +101,14 @@ def test_a_cancelled_early_find_reads_no_further_files(tmp_path: Path) -> None:
     stopped = [s for s in found.discovery.skipped if s.reason == STOPPED]
     assert len(found.discovery.images) + len(stopped) == 40
     assert len(stopped) >= 40 - 2 * INSPECT_THREADS
+
+
+def test_a_batch_run_starts_with_a_small_job_and_doubles_up_to_the_limit() -> None:
+    images = [f"img{i}" for i in range(200)]
+    units = chunk(images, "batch-skin-check", 50)  # type: ignore[arg-type]
+    assert [len(u) for u in units] == [8, 16, 32, 50, 50, 44]
+    assert [img for unit in units for img in unit] == images  # each once, in order
+    assert [len(u) for u in chunk(images[:62], "batch-skin-check", 50)] == [8, 16, 32, 6]  # type: ignore[arg-type]
+    assert [len(u) for u in chunk(images[:7], "batch-skin-check", 3)] == [3, 3, 1]  # type: ignore[arg-type]
+    assert [len(u) for u in chunk(images[:3], "full-classify", 50)] == [1, 1, 1]  # type: ignore[arg-type]
+    assert chunk([], "batch-skin-check", 50) == []
