@@ -105,10 +105,10 @@ def test_a_cancelled_early_find_reads_no_further_files(tmp_path: Path) -> None:
 
 def test_a_batch_run_starts_with_a_small_job_and_doubles_up_to_the_limit() -> None:
     images = [f"img{i}" for i in range(200)]
-    units = chunk(images, "batch-skin-check", 50)  # type: ignore[arg-type]
+    units = chunk(images, "batch-skin-check", 50)
     assert [len(u) for u in units] == [8, 16, 32, 50, 50, 44]
     assert [img for unit in units for img in unit] == images  # each once, in order
-    assert [len(u) for u in chunk(images[:62], "batch-skin-check", 50)] == [8, 16, 32, 6]  # type: ignore[arg-type]
-    assert [len(u) for u in chunk(images[:7], "batch-skin-check", 3)] == [3, 3, 1]  # type: ignore[arg-type]
-    assert [len(u) for u in chunk(images[:3], "full-classify", 50)] == [1, 1, 1]  # type: ignore[arg-type]
+    assert [len(u) for u in chunk(images[:62], "batch-skin-check", 50)] == [8, 16, 32, 6]
+    assert [len(u) for u in chunk(images[:7], "batch-skin-check", 3)] == [3, 3, 1]
+    assert [len(u) for u in chunk(images[:3], "full-classify", 50)] == [1, 1, 1]
     assert chunk([], "batch-skin-check", 50) == []
