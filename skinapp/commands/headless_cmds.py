@@ -12,6 +12,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -156,18 +157,47 @@ def _fields(args: argparse.Namespace) -> tuple[tuple[str, Any], ...]:
     return (("body_location", args.body_location),) if args.body_location else ()
 
 
-def _warn_if_no_workers(client: Any) -> None:
+#: How long a run asks for an answering worker before it warns that there is none. A stack
+#: that has just started (the one `skinapp batch` starts for itself, say) counts its workers
+#: as started before they answer: they are still importing torch, for a few seconds.
+WORKERS_GRACE = 20.0
+
+
+def _warn_if_no_workers(
+    client: Any, grace: float = WORKERS_GRACE, every: float = 1.0
+) -> threading.Thread | None:
+    """Warn on stderr when no worker answers; when none does yet, ask again for `grace`
+    seconds on a daemon thread (the run sends its jobs meanwhile: they wait in the queue
+    either way) and warn only if none answered by then. The thread, if one was started."""
     from skinapp.errors import SkinappError
 
-    try:
-        health = client.health()
-    except SkinappError as exc:
-        print(f"skinapp: warning: health check failed: {exc}", file=sys.stderr)
-        return
-    if not health.get("workers_available"):
+    def workers() -> int | None:
+        try:
+            return int(client.health().get("workers_available") or 0)
+        except SkinappError as exc:
+            print(f"skinapp: warning: health check failed: {exc}", file=sys.stderr)
+            return None
+
+    if workers() != 0:
+        return None
+
+    def keep_asking() -> None:
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            time.sleep(every)
+            answering = workers()
+            if answering is None or answering > 0:
+                return
         print(
-            "skinapp: warning: no workers available; jobs will wait in the queue", file=sys.stderr
+            f"skinapp: warning: no worker has answered for {grace:.0f} s; "
+            "the jobs wait in the queue until one does",
+            file=sys.stderr,
+            flush=True,
         )
+
+    thread = threading.Thread(target=keep_asking, name="workers-check", daemon=True)
+    thread.start()
+    return thread
 
 
 def _on_stage(stage: str, message: str) -> None:
