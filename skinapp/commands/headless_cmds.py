@@ -163,41 +163,53 @@ def _fields(args: argparse.Namespace) -> tuple[tuple[str, Any], ...]:
 WORKERS_GRACE = 20.0
 
 
-def _warn_if_no_workers(
-    client: Any, grace: float = WORKERS_GRACE, every: float = 1.0
-) -> threading.Thread | None:
-    """Warn on stderr when no worker answers; when none does yet, ask again for `grace`
-    seconds on a daemon thread (the run sends its jobs meanwhile: they wait in the queue
-    either way) and warn only if none answered by then. The thread, if one was started."""
+def _workers_answering(client: Any) -> int | None:
+    """How many workers health counts; None (after a warning) when it cannot be asked."""
     from skinapp.errors import SkinappError
 
-    def workers() -> int | None:
-        try:
-            return int(client.health().get("workers_available") or 0)
-        except SkinappError as exc:
-            print(f"skinapp: warning: health check failed: {exc}", file=sys.stderr)
-            return None
-
-    if workers() != 0:
+    try:
+        return int(client.health().get("workers_available") or 0)
+    except SkinappError as exc:
+        print(f"skinapp: warning: health check failed: {exc}", file=sys.stderr)
         return None
+
+
+@contextmanager
+def warning_if_no_workers(
+    client: Any, grace: float = WORKERS_GRACE, every: float = 1.0
+) -> Iterator[None]:
+    """Around a run: warn on stderr when no worker answers. When none does yet, ask again
+    every `every` s on a thread for `grace` s (the run sends its jobs meanwhile: they wait
+    in the queue either way), and warn only if none answered by then. The asking ends with
+    the block, before the client is closed."""
+    stop = threading.Event()
 
     def keep_asking() -> None:
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
-            time.sleep(every)
-            answering = workers()
+            if stop.wait(every):
+                return
+            answering = _workers_answering(client)
             if answering is None or answering > 0:
                 return
-        print(
-            f"skinapp: warning: no worker has answered for {grace:.0f} s; "
-            "the jobs wait in the queue until one does",
-            file=sys.stderr,
-            flush=True,
-        )
+        if not stop.is_set():
+            print(
+                f"skinapp: warning: no worker has answered for {grace:.0f} s; "
+                "the jobs wait in the queue until one does",
+                file=sys.stderr,
+                flush=True,
+            )
 
-    thread = threading.Thread(target=keep_asking, name="workers-check", daemon=True)
-    thread.start()
-    return thread
+    thread = None
+    if _workers_answering(client) == 0:
+        thread = threading.Thread(target=keep_asking, name="workers-check", daemon=True)
+        thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        if thread is not None:
+            thread.join()
 
 
 def _on_stage(stage: str, message: str) -> None:
@@ -264,21 +276,23 @@ def _run_batch(settings: Any, options: Any, early: Any) -> Any:
 
     stop = StopFlag()
     printer = ProgressPrinter(sys.stderr)
-    with connect(settings, on_stage=_on_stage) as client:
-        _warn_if_no_workers(client)
-        with stop_on_signals(stop, "stopping: cancelling the jobs sent, writing a partial report"):
-            try:
-                return run_batch(
-                    client,
-                    settings,
-                    options,
-                    stop=stop,
-                    on_progress=printer,
-                    on_discovered=_print_discovery,
-                    found=early.result,
-                )
-            finally:
-                printer.close()
+    with (
+        connect(settings, on_stage=_on_stage) as client,
+        warning_if_no_workers(client),
+        stop_on_signals(stop, "stopping: cancelling the jobs sent, writing a partial report"),
+    ):
+        try:
+            return run_batch(
+                client,
+                settings,
+                options,
+                stop=stop,
+                on_progress=printer,
+                on_discovered=_print_discovery,
+                found=early.result,
+            )
+        finally:
+            printer.close()
 
 
 # --- watch ------------------------------------------------------------------------------
@@ -315,14 +329,16 @@ def run_watch_command(args: argparse.Namespace) -> int:
         fields=_fields(args),
     )
     stop = StopFlag()
-    with connect(settings, on_stage=_on_stage) as client:
-        _warn_if_no_workers(client)
-        with stop_on_signals(stop, "stopping: cancelling running jobs"):
-            print(
-                f"watching {args.folder} -> {args.out} (Ctrl-C to stop)",
-                file=sys.stderr,
-                flush=True,
-            )
-            HotFolder(client, options, stop=stop, on_record=_print_record).run()
+    with (
+        connect(settings, on_stage=_on_stage) as client,
+        warning_if_no_workers(client),
+        stop_on_signals(stop, "stopping: cancelling running jobs"),
+    ):
+        print(
+            f"watching {args.folder} -> {args.out} (Ctrl-C to stop)",
+            file=sys.stderr,
+            flush=True,
+        )
+        HotFolder(client, options, stop=stop, on_record=_print_record).run()
     print("watch stopped", file=sys.stderr)
     return 0
