@@ -103,7 +103,9 @@ class JobRun:
         self.record: JobRecord = record or JobRecord(job_id)
         self.progress: Progress = (self.record.progress or no_progress()).copy()
         self.throttle = Throttle(self._write_progress, PROGRESS_INTERVAL)
-        self._last_poll = 0.0
+        # The claim just read the cancel flag and took the job: that was the first poll, so
+        # the first HMGET comes STOP_POLL_INTERVAL later (a job of 30 ms needs none).
+        self._last_poll = time.monotonic()
         self._progress_paused_until = 0.0
         soft = float(ctx.settings.celery_task_soft_time_limit)
         self.stop_at = time.monotonic() + soft - stop_margin(soft)

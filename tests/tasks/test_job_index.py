@@ -306,3 +306,32 @@ def test_one_thread_keeps_every_lease_of_the_process_and_stops_at_each_ones_end(
         rclient.expire(keys.lease(job_id), 1)
     time.sleep(1.5 * LEASE_REFRESH)  # a tick or more: nobody renews a lease that ended
     assert rclient.exists(keys.lease("a"), keys.lease("b")) == 0
+
+
+def test_a_run_first_polls_its_stop_flags_one_interval_after_its_claim(
+    rclient: redis.Redis,
+) -> None:
+    """The claim read the cancel flag as it took the job, so a run does not read it again
+    at once (a 30-ms job used to poll once, for nothing); a cancel after that is seen at
+    the next poll, one interval later."""
+    from skinapp.config import load_settings
+    from skinapp.tasks.claims import Lease, claim_record
+    from skinapp.tasks.context import WorkerContext
+    from skinapp.tasks.runner import STOP_POLL_INTERVAL, JobRun
+
+    index = JobStore(rclient, TTL)
+    _job(index)
+    me = Holder("w@h", "boot")
+    _heartbeat(rclient, me)
+    outcome, rec = claim_record(index, "j1", me)
+    assert outcome == "run" and rec is not None
+    ctx = WorkerContext(load_settings(), _pid=os.getpid(), _redis=rclient, _jobs=index)
+    run = JobRun(None, ctx, "j1", me, Lease(index, "j1", me), rec)  # type: ignore[arg-type]
+
+    rclient.config_resetstat()
+    assert run.should_stop() is False
+    assert "cmdstat_hmget" not in rclient.info("commandstats")  # no read at all
+    assert index.cancel("j1") == "CANCELLING"  # running: the run is asked to stop
+    time.sleep(STOP_POLL_INTERVAL)
+    assert run.should_stop() is True and run.stop_reason == "cancel"
+    assert rclient.info("commandstats")["cmdstat_hmget"]["calls"] == 1
