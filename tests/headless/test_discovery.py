@@ -13,6 +13,7 @@ from skinapp.headless.discovery import (
     SkippedFile,
     discover,
     file_sha256,
+    inspect_file,
     sniff_format,
 )
 from tests.headless.folders import mixed_tree, write
@@ -73,6 +74,22 @@ def test_hidden_empty_oversized_and_excluded_files(tmp_path: Path) -> None:
     assert set(reasons) == {"empty.jpg", "big.jpg"}
     assert reasons["empty.jpg"] == "empty file"
     assert "upload limit" in reasons["big.jpg"]
+
+
+def test_a_file_that_grew_after_it_was_listed_is_read_whole_or_refused(tmp_path: Path) -> None:
+    """The read is sized by the file as it is when opened, not as it was listed: every byte
+    that will be uploaded is hashed, and growing past the limit is still a skip."""
+    path = write(tmp_path / "copying.jpg", lesion_jpeg(size=(64, 48)))
+    listed = path.stat()
+    with path.open("ab") as fh:  # a camera still copying: the rest arrives after the listing
+        fh.write(b"\0" * 5000)
+    grown = path.read_bytes()
+    assert len(grown) == listed.st_size + 5000
+    found = inspect_file(path, listed, max_bytes=len(grown) + 10)
+    assert isinstance(found, ImageFile)
+    assert (found.size, found.sha256) == (len(grown), file_sha256(path))
+    refused = inspect_file(path, listed, max_bytes=listed.st_size + 100)
+    assert isinstance(refused, SkippedFile) and "upload limit" in refused.reason
 
 
 def test_a_file_that_only_starts_like_an_image_is_skipped(tmp_path: Path) -> None:
