@@ -142,7 +142,7 @@ def _read_image(path: Path, max_bytes: int) -> tuple[str, bytes] | None:
 
     One read serves the header parse and the hash; a file that is no image costs 16 bytes.
     The read asks for the file's size, not the limit: a buffer of the limit (25 MB) for each
-    photo took 1.6-1.9 ms a 12-MP file to allocate and hand back, against 0.45 ms.
+    12-MP photo took 1.6-1.9 ms to allocate and hand back, against 0.45-0.58 ms.
     """
     with path.open("rb") as fh:
         fmt = sniff_format(fh.read(_HEAD_BYTES))
