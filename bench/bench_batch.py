@@ -132,13 +132,8 @@ class QueueSide:
         )
         self.runs = 0
 
-    def start(self, worker_threads: int | None = None) -> None:
-        if worker_threads:  # only the children see it: this process has not loaded torch yet
-            os.environ["OMP_NUM_THREADS"] = os.environ["BENCH_WORKER_THREADS"] = str(worker_threads)
-        try:
-            self.stack.start()
-        finally:
-            os.environ.pop("OMP_NUM_THREADS", None)
+    def start(self) -> None:
+        self.stack.start()
         warm = self.tmp / "warm"
         write_images(warm, 4, first_seed=90_000)
         self._batch(warm, self.tmp / "warm.json")  # every worker process loads its models
@@ -149,6 +144,20 @@ class QueueSide:
     def run(self) -> tuple[float, float]:
         self.runs += 1
         return self._batch(self.tmp / "images", self.tmp / f"report-{self.runs}.json")
+
+    def worker_threads(self) -> str:
+        """The torch threads the batch worker's child kept, as it recorded them."""
+        import redis
+
+        from skinapp.tasks import keys
+
+        hostname = self.stack.children["worker-batch"].hostname  # type: ignore[attr-defined]
+        with redis.Redis.from_url(self.stack.redis_url, decode_responses=True) as server:
+            kept = server.hget(keys.worker_info(hostname), "torch_threads")
+        given = self.stack.settings.torch_threads
+        if given is not None:
+            return f"{given} (SKINAPP_TORCH_THREADS)"
+        return f"{kept} thread(s), measured" if kept else "not recorded"
 
     def stop(self) -> None:
         self.stack.stop()
@@ -167,6 +176,25 @@ class ProcessSide:
         self.analyze, self.analysis, self.images = analyze, analysis, images
         self.batch_max = settings.batch_max_images
         analyze(analysis, [make_image(90_001)])
+        self.threads = self._threads(settings)
+
+    @staticmethod
+    def _threads(settings: Settings) -> str:
+        """The torch threads of this process: chosen as the batch worker's child chooses its
+        own (`tune_threads` on the loaded models, up to cores / batch concurrency), so the
+        floor runs as fast as the worker can; torch's default (every core, its OpenMP
+        threads spinning) took 1.83-2.03 s for 100 images of 640x480 where one thread took
+        1.09-1.13 s on 2 cores."""
+        import torch
+
+        from skinapp.models.batch import CHUNK
+        from skinapp.models.warmup import tune_threads
+        from skinapp.tasks.worker import torch_threads_for
+
+        if settings.torch_threads is not None:
+            return f"{torch.get_num_threads()} (SKINAPP_TORCH_THREADS)"
+        choice = tune_threads(torch_threads_for(settings.batch_concurrency), CHUNK)
+        return choice.describe() if choice else f"{torch.get_num_threads()} thread(s)"
 
     def run(self) -> float:
         return run_in_process(self.analyze, self.analysis, self.images, self.batch_max)
@@ -179,13 +207,18 @@ def measure(
     images: list[bytes],
     repeat: int,
     worker_threads: int | None = None,
-) -> dict[str, list[float]]:
-    """Alternate the two paths `repeat` times: a load change on a shared machine hits both."""
-    queue = QueueSide(tmp, settings, analysis)
+) -> tuple[dict[str, list[float]], dict[str, str]]:
+    """Alternate the two paths `repeat` times: a load change on a shared machine hits both.
+    Also says which torch threads each side ran with."""
+    stack_settings = settings
+    if worker_threads:
+        stack_settings = settings.model_copy(update={"torch_threads": worker_threads})
+    queue = QueueSide(tmp, stack_settings, analysis)
     times: dict[str, list[float]] = {"wall": [], "in_run": [], "in_process": []}
     try:
-        queue.start(worker_threads)
+        queue.start()
         local = ProcessSide(settings, analysis, images)
+        threads = {"batch worker": queue.worker_threads(), "in-process": local.threads}
         for round_ in range(1, repeat + 1):
             wall, in_run = queue.run()
             times["wall"].append(wall)
@@ -194,10 +227,12 @@ def measure(
             logger.info("round %d: %s", round_, {k: round(v[-1], 2) for k, v in times.items()})
     finally:
         queue.stop()
-    return times
+    return times, threads
 
 
-def report(analysis: str, count: int, times: dict[str, list[float]]) -> str:
+def report(
+    analysis: str, count: int, times: dict[str, list[float]], threads: dict[str, str]
+) -> str:
     """Best of the rounds for each path (the least disturbed by other load), and the ratios."""
     rows = [
         ("skinapp batch, whole process", times["wall"]),
@@ -205,8 +240,8 @@ def report(analysis: str, count: int, times: dict[str, list[float]]) -> str:
         ("models.analyze, in-process", times["in_process"]),
     ]
     lines = [
-        f"bench_batch: {count} images, analysis {analysis}, {len(times['wall'])} alternating rounds, "
-        f"worker OMP_NUM_THREADS={os.environ.get('BENCH_WORKER_THREADS', 'default')}",
+        f"bench_batch: {count} images, analysis {analysis}, {len(times['wall'])} alternating rounds",
+        *(f"torch threads, {side}: {how}" for side, how in threads.items()),
         "",
         f"{'path':<32}{'best s':>9}{'img/s':>9}   all rounds (s)",
     ]
@@ -235,8 +270,8 @@ def main() -> int:
     parser.add_argument(
         "--worker-threads",
         type=int,
-        help="OMP_NUM_THREADS for the stack's workers only (two busy workers with the "
-        "default thread count spin against each other on a small machine)",
+        help="SKINAPP_TORCH_THREADS for the stack's workers only (default: each pool child "
+        "measures its own, and the in-process side chooses as the batch worker does)",
     )
     parser.add_argument("--size", default="320x240", help="image size WxH, e.g. 4000x3000")
     parser.add_argument(
@@ -257,10 +292,10 @@ def main() -> int:
             make_checkpoints(models_dir, "mobilenet_v3_large", 224)
         settings = bench_settings(tmp, models_dir)
         images = write_images(tmp / "images", args.images, first_seed=1, size=size)  # type: ignore[arg-type]
-        times = measure(
+        times, threads = measure(
             tmp, settings, args.analysis, images, max(1, args.repeat), args.worker_threads
         )
-    print(report(args.analysis, args.images, times))
+    print(report(args.analysis, args.images, times, threads))
     return 0
 
 

@@ -301,6 +301,12 @@ def _same(a: Checkpoint, b: Checkpoint) -> bool:
     return a.path == b.path and a.card.get("checkpoint_sha256") == b.card.get("checkpoint_sha256")
 
 
+def loaded_classifiers() -> list[LoadedClassifier]:
+    """The classifiers this process has loaded (warm_up loads every installed one)."""
+    with _LOCK:
+        return list(_CACHE.values())
+
+
 def clear_cache() -> None:
     with _LOCK:
         _CACHE.clear()

@@ -52,9 +52,23 @@ def cuda_present() -> bool:
     return bool(torch.cuda.is_available())
 
 
+_TUNED_THREADS: int | None = None
+
+
+def keep_threads(threads: int) -> None:
+    """Run torch on `threads` CPU threads in this process from now on, also past later model
+    loads (`skinapp.models.warmup.tune_threads` measured them to be the best)."""
+    import torch
+
+    global _TUNED_THREADS
+    _TUNED_THREADS = threads
+    torch.set_num_threads(threads)
+
+
 def _apply_thread_limit(torch_module: object) -> None:
-    """`SKINAPP_TORCH_THREADS` caps torch's CPU threads (a worker sets it per pool process)."""
-    threads = get_settings().torch_threads
+    """`SKINAPP_TORCH_THREADS` caps torch's CPU threads (a worker sets it per pool process);
+    a count `keep_threads` was given wins."""
+    threads = _TUNED_THREADS or get_settings().torch_threads
     if threads is not None and torch_module.get_num_threads() != threads:  # type: ignore[attr-defined]
         torch_module.set_num_threads(threads)  # type: ignore[attr-defined]
 

@@ -156,14 +156,36 @@ def preload_analyses() -> None:
     gc.freeze()
 
 
+#: (most threads, whether the worker runs batches) for `tune_threads` in each pool child
+#: after its warm-up; set by the worker entry point before the pool forks, None when the
+#: user set the threads (or in the threads pool).
+THREAD_TUNING: tuple[int, bool] | None = None
+
+
 def _warm_up(ctx: context.WorkerContext) -> None:
     try:
         from skinapp.models import describe_device, warm_up
 
         warm_up()
-        ctx.redis.hset(keys.worker_info(ctx.hostname), "device", json.dumps(describe_device()))
+        info: dict[Any, Any] = {"device": json.dumps(describe_device())}
+        if THREAD_TUNING is not None:
+            info.update(_tune_threads(*THREAD_TUNING))
+        ctx.redis.hset(keys.worker_info(ctx.hostname), mapping=info)
     except Exception:  # a failed warm-up shows in the first job's error, with its cause
         logger.exception("model warm-up failed in pool child %d", os.getpid())
+
+
+def _tune_threads(cap: int, batches: bool) -> dict[str, str]:
+    """This child's torch threads, measured on its models (none on the GPU, or at a cap of 1)
+    with a pass of the images its jobs pass together: a batch's chunk, or one image."""
+    from skinapp.models.batch import CHUNK
+    from skinapp.models.warmup import tune_threads
+
+    choice = tune_threads(cap, CHUNK if batches else 1)
+    if choice is None:
+        return {}
+    logger.info("pool child %d runs torch on %s", os.getpid(), choice.describe())
+    return {"torch_threads": str(choice.threads)}
 
 
 def _on_child_init(**_: Any) -> None:

@@ -65,8 +65,11 @@ def run_worker(
         # spin against each other: a binary-classify job measured 25 ms alone and 540 ms
         # with two busy children on two cores. The children read this from their settings.
         # The threads pool is one process: it gets every core.
-        os.environ["SKINAPP_TORCH_THREADS"] = str(torch_threads_for(1 if threads else concurrency))
+        cap = torch_threads_for(1 if threads else concurrency)
+        os.environ["SKINAPP_TORCH_THREADS"] = str(cap)
         reset_settings()  # the pool children fork from here and must see it
+        if not threads:  # each child then keeps the fewest threads that are not slower
+            lifecycle.THREAD_TUNING = (cap, set(queues) == {queue_for("batch-skin-check")})
     if set(queues) == {queue_for("batch-skin-check")}:
         lower_priority(int(os.environ.get("SKINAPP_BATCH_NICE", BATCH_NICE)))
     app = configure(settings)
