@@ -109,13 +109,18 @@ def tune_threads(
         return None
     inputs = {m.input_size: _blank(m.input_size, batch) for m in models}
     best: dict[int, float] = {}
-    for _ in range(rounds):
-        for n in counts:
-            torch.set_num_threads(n)
-            _pass(models, inputs)  # the first pass at a count starts its threads
-            started = clock()
-            _pass(models, inputs)
-            best[n] = min(best.get(n, float("inf")), clock() - started)
+    before = torch.get_num_threads()
+    try:
+        for _ in range(rounds):
+            for n in counts:
+                torch.set_num_threads(n)
+                _pass(models, inputs)  # the first pass at a count starts its threads
+                started = clock()
+                _pass(models, inputs)
+                best[n] = min(best.get(n, float("inf")), clock() - started)
+    except BaseException:  # a failed pass leaves the count as it was
+        torch.set_num_threads(before)
+        raise
     choice = ThreadChoice(pick_threads(best), best)
     keep_threads(choice.threads)
     return choice

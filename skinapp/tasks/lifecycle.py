@@ -168,20 +168,31 @@ def _warm_up(ctx: context.WorkerContext) -> None:
 
         warm_up()
         info: dict[Any, Any] = {"device": json.dumps(describe_device())}
-        if THREAD_TUNING is not None:
-            info.update(_tune_threads(*THREAD_TUNING))
-        ctx.redis.hset(keys.worker_info(ctx.hostname), mapping=info)
     except Exception:  # a failed warm-up shows in the first job's error, with its cause
         logger.exception("model warm-up failed in pool child %d", os.getpid())
+        return
+    if THREAD_TUNING is not None:
+        info.update(_tune_threads(*THREAD_TUNING))
+    try:
+        ctx.redis.hset(keys.worker_info(ctx.hostname), mapping=info)
+    except redis.RedisError as exc:  # the health panel then shows the CPU of the main process
+        logger.warning("could not record pool child %d's device: %s", os.getpid(), exc)
 
 
 def _tune_threads(cap: int, batches: bool) -> dict[str, str]:
     """This child's torch threads, measured on its models (none on the GPU, or at a cap of 1)
-    with a pass of the images its jobs pass together: a batch's chunk, or one image."""
+    with a pass of the images its jobs pass together: a batch's chunk, or one image. A
+    failed measurement leaves the cap."""
     from skinapp.models.batch import CHUNK
     from skinapp.models.warmup import tune_threads
 
-    choice = tune_threads(cap, CHUNK if batches else 1)
+    try:
+        choice = tune_threads(cap, CHUNK if batches else 1)
+    except Exception:
+        logger.exception(
+            "pool child %d could not time its thread counts; runs %d", os.getpid(), cap
+        )
+        return {}
     if choice is None:
         return {}
     logger.info("pool child %d runs torch on %s", os.getpid(), choice.describe())

@@ -96,3 +96,18 @@ def test_nothing_is_tuned_without_models_or_choice(
     get_classifier("binary")
     assert tune_threads(1, 8) is None  # a cap of one thread leaves nothing to choose
     assert torch.get_num_threads() == 1 and device._TUNED_THREADS is None
+
+
+def test_a_failed_pass_leaves_the_thread_count(
+    demo_models: Path, threads_restored: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    torch.set_num_threads(2)
+    model = get_classifier("binary")
+
+    def broken(batch: torch.Tensor) -> None:
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(model, "score_batch", broken)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        tune_threads(2, 8)
+    assert torch.get_num_threads() == 2 and device._TUNED_THREADS is None
